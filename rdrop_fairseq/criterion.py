@@ -1,0 +1,274 @@
+"""fairseq glue for R-Drop: config, registration, batch duplication, metrics.
+
+The math is in ``loss.py`` (reference, any ``get_normalized_probs``) and
+``fused.py`` (chunked, from logits). This module decides *when* R-Drop applies
+and feeds the model output to one of them:
+
+    loss = sum_k LS-NLL(copy k) + alpha_t * 1/(m(m-1)) * sum_{i != j} KL(P_i || P_j)
+
+R-Drop applies on a training update u when ``model.training``, alpha_t > 0,
+m >= 2 and u % rdrop_every == 0, where alpha_t = alpha * min(1, u / warmup)
+(alpha when warmup is 0). Otherwise the step is exactly fairseq's
+``label_smoothed_cross_entropy`` (same code path, no duplication).
+"""
+import logging
+import math
+from dataclasses import dataclass, field
+
+import torch
+from fairseq import utils
+from fairseq.criterions.label_smoothed_cross_entropy import (
+    LabelSmoothedCrossEntropyCriterion,
+    LabelSmoothedCrossEntropyCriterionConfig,
+)
+from fairseq.dataclass import ChoiceEnum
+from fairseq.logging import metrics
+
+from .loss import rdrop_loss_reference
+from .model_utils import duplicate_net_input, has_active_dropout, has_plain_softmax_output
+from .registry import register_criterion_replacing
+
+logger = logging.getLogger(__name__)
+
+CRITERION_NAME = "label_smoothed_cross_entropy_with_rdrop"
+RDROP_IMPL_CHOICES = ChoiceEnum(["auto", "fused", "reference"])
+
+
+@dataclass
+class RDropLabelSmoothedCrossEntropyConfig(LabelSmoothedCrossEntropyCriterionConfig):
+    """Every field of fairseq's built-in R-Drop criterion, plus the paper's ablations."""
+
+    rdrop_alpha: float = field(
+        default=0.0,
+        metadata={"help": "weight alpha of the symmetric KL term; 0 disables R-Drop "
+                  "(the paper uses 5 for IWSLT/WMT, 0.7 for CNN/DM, 1 for LM)"},
+    )
+    rdrop_passes: int = field(
+        default=2,
+        metadata={"help": "m, the number of copies of each batch (forward passes); "
+                  "the KL is averaged over the m(m-1) ordered pairs"},
+    )
+    rdrop_every: int = field(
+        default=1,
+        metadata={"help": "k-step R-Drop: apply it on updates u with u % k == 0, "
+                  "plain label-smoothed CE on the others"},
+    )
+    rdrop_warmup_updates: int = field(
+        default=0,
+        metadata={"help": "ramp alpha linearly from 0 to --rdrop-alpha over this many updates"},
+    )
+    rdrop_impl: RDROP_IMPL_CHOICES = field(
+        default="auto",
+        metadata={"help": "loss implementation: 'fused' (chunked, from logits, low memory), "
+                  "'reference' (through get_normalized_probs, e.g. adaptive softmax), "
+                  "'auto' (fused when the model's output is a plain softmax over logits)"},
+    )
+    rdrop_compile: bool = field(
+        default=False,
+        metadata={"help": "torch.compile the fused per-chunk kernel on first use "
+                  "(silent eager fallback where compile fails)"},
+    )
+
+
+def validate_rdrop_options(alpha, passes, every, warmup):
+    """Reject bad values at startup, naming the command-line option."""
+    if not (isinstance(alpha, (int, float)) and math.isfinite(alpha) and alpha >= 0):
+        raise ValueError(f"--rdrop-alpha must be a finite number >= 0, got {alpha!r}")
+    if passes < 1:
+        raise ValueError(f"--rdrop-passes must be >= 1, got {passes}")
+    if every < 1:
+        raise ValueError(f"--rdrop-every must be >= 1, got {every}")
+    if warmup < 0:
+        raise ValueError(f"--rdrop-warmup-updates must be >= 0, got {warmup}")
+    if alpha > 0 and passes == 1:
+        # An error, not a warning: with one pass there is nothing to compare, so the
+        # user would silently train a plain model while believing R-Drop is on.
+        raise ValueError(
+            f"--rdrop-alpha {alpha} needs at least two passes, but --rdrop-passes is 1; "
+            "use --rdrop-passes >= 2, or --rdrop-alpha 0 for plain label-smoothed CE"
+        )
+
+
+@register_criterion_replacing(CRITERION_NAME, dataclass=RDropLabelSmoothedCrossEntropyConfig)
+class RDropLabelSmoothedCrossEntropyCriterion(LabelSmoothedCrossEntropyCriterion):
+    def __init__(
+        self,
+        task,
+        sentence_avg,
+        label_smoothing,
+        ignore_prefix_size=0,
+        report_accuracy=False,
+        rdrop_alpha=0.0,
+        rdrop_passes=2,
+        rdrop_every=1,
+        rdrop_warmup_updates=0,
+        rdrop_impl="auto",
+        rdrop_compile=False,
+    ):
+        super().__init__(
+            task,
+            sentence_avg,
+            label_smoothing,
+            ignore_prefix_size=ignore_prefix_size,
+            report_accuracy=report_accuracy,
+        )
+        rdrop_alpha = float(rdrop_alpha)
+        validate_rdrop_options(rdrop_alpha, rdrop_passes, rdrop_every, rdrop_warmup_updates)
+        self.rdrop_alpha = rdrop_alpha
+        self.rdrop_passes = int(rdrop_passes)
+        self.rdrop_every = int(rdrop_every)
+        self.rdrop_warmup_updates = int(rdrop_warmup_updates)
+        self.rdrop_impl = str(rdrop_impl)
+        self.rdrop_compile = bool(rdrop_compile)
+        self._num_updates = None  # set by set_num_updates; else read from fairseq's trainer
+        self._checked_models = set()
+
+    # ----- schedule --------------------------------------------------------------
+    def set_num_updates(self, num_updates):
+        """Update counter (also called by trainers/tests that drive the criterion)."""
+        self._num_updates = int(num_updates)
+
+    def current_num_updates(self):
+        if self._num_updates is not None:
+            return self._num_updates
+        # fairseq 0.12's trainer never calls criterion.set_num_updates; it publishes
+        # the count (also right after loading a checkpoint) as the "num_updates"
+        # meter of the always-active "default" aggregator. Reading it keeps the
+        # k-step and warm-up schedules exact across resumes.
+        meter = metrics.get_meter("default", "num_updates")
+        return int(meter.val) if meter is not None else 0
+
+    def alpha_at(self, num_updates):
+        if self.rdrop_warmup_updates > 0:
+            return self.rdrop_alpha * min(1.0, num_updates / self.rdrop_warmup_updates)
+        return self.rdrop_alpha
+
+    def passes_for_step(self, model):
+        """(m, alpha) for this forward: m = 1 means plain label-smoothed CE."""
+        if not model.training or self.rdrop_alpha == 0 or self.rdrop_passes < 2:
+            return 1, 0.0
+        update = self.current_num_updates()
+        alpha = self.alpha_at(update)
+        if alpha == 0 or update % self.rdrop_every != 0:
+            return 1, 0.0
+        return self.rdrop_passes, alpha
+
+    # ----- forward ---------------------------------------------------------------
+    def forward(self, model, sample, reduce=True, net_output=None):
+        """Loss, sample size (of ONE copy) and logging outputs; ``net_output`` as the built-in."""
+        m, alpha = self.passes_for_step(model)
+        batch_size = sample["target"].size(0)
+        if net_output is None:
+            net_input = sample["net_input"]
+            if m > 1:
+                self._check_model_once(model)
+                net_input = duplicate_net_input(net_input, m, batch_size)
+            net_output = model(**net_input)
+        elif net_output[0].size(0) != batch_size * m:
+            # The built-in's API lets callers pass a precomputed output; trust its batch.
+            m = net_output[0].size(0) // batch_size
+            alpha = alpha if m > 1 else 0.0
+
+        if m == 1:
+            loss, nll_loss = self.compute_loss(model, net_output, sample, reduce=reduce)
+            kl_loss, total_nll = None, nll_loss
+        else:
+            if not reduce:
+                raise ValueError(f"{CRITERION_NAME} with R-Drop active supports reduce=True only")
+            loss, total_nll, kl_loss = self._rdrop_loss(model, net_output, sample, m, alpha)
+            nll_loss = total_nll / m  # per copy, so ppl is not squared
+
+        sample_size = batch_size if self.sentence_avg else sample["ntokens"]
+        logging_output = {
+            "loss": loss.data,
+            "nll_loss": nll_loss.data,
+            "ntokens": sample["ntokens"],
+            "nsentences": batch_size,
+            "sample_size": sample_size,
+        }
+        if kl_loss is not None:
+            logging_output["rdrop_kl_loss"] = kl_loss.data
+            logging_output["rdrop_ntokens"] = sample["ntokens"]
+        if self.report_accuracy:
+            n_correct, total = self._accuracy(model, net_output, sample, m)
+            logging_output["n_correct"] = utils.item(n_correct.data)
+            logging_output["total"] = utils.item(total.data)
+        return loss, sample_size, logging_output
+
+    def _target(self, model, net_output, sample):
+        """Target of ONE copy, (B, T); ignored prefix positions become padding.
+
+        Masking instead of slicing (what fairseq does) keeps the logits contiguous
+        and makes the KL skip the prefix too (the built-in's KL mask breaks there).
+        """
+        target = model.get_targets(sample, net_output)
+        if self.ignore_prefix_size > 0:
+            target = target.clone()
+            target[:, : self.ignore_prefix_size] = self.padding_idx
+        return target
+
+    def use_fused(self, model):
+        if self.rdrop_impl == "reference":
+            return False
+        plain = has_plain_softmax_output(model)
+        if self.rdrop_impl == "fused" and not plain:
+            raise ValueError(
+                "--rdrop-impl fused needs a model whose get_normalized_probs is a plain "
+                f"softmax over net_output[0]; {type(model).__name__} overrides it or uses "
+                "adaptive softmax. Use --rdrop-impl auto or reference."
+            )
+        return plain
+
+    def _rdrop_loss(self, model, net_output, sample, m, alpha):
+        target = self._target(model, net_output, sample)
+        if self.use_fused(model):
+            from .fused import fused_rdrop_loss  # imported on first use: nothing heavy at load
+
+            return fused_rdrop_loss(
+                net_output[0], target, m, alpha, self.eps, self.padding_idx,
+                **({"compile": True} if self.rdrop_compile else {}),
+            )
+        lprobs = model.get_normalized_probs(net_output, log_probs=True)
+        return rdrop_loss_reference(lprobs, target, m, alpha, self.eps, self.padding_idx)
+
+    def _accuracy(self, model, net_output, sample, m):
+        if m == 1:
+            return self.compute_accuracy(model, net_output, sample)
+        target = self._target(model, net_output, sample).reshape(-1).repeat(m)
+        with torch.no_grad():  # argmax of logits == argmax of log-probs, no V-sized copy
+            scores = net_output[0] if self.use_fused(model) else model.get_normalized_probs(
+                net_output, log_probs=True
+            )
+            pred = scores.reshape(target.numel(), -1).argmax(-1)
+        mask = target.ne(self.padding_idx)
+        return pred.masked_select(mask).eq(target.masked_select(mask)).sum(), mask.sum()
+
+    def _check_model_once(self, model):
+        key = id(model)
+        if key in self._checked_models:
+            return
+        self._checked_models.add(key)
+        if not has_active_dropout(model):
+            logger.warning(
+                "R-Drop is on (--rdrop-alpha %g) but every dropout in %s has p = 0: the "
+                "copies are identical, so the KL term is identically zero. Set --dropout "
+                "(and/or --attention-dropout, --activation-dropout) > 0.",
+                self.rdrop_alpha, type(model).__name__,
+            )
+
+    # ----- metrics -----------------------------------------------------------------
+    @classmethod
+    def reduce_metrics(cls, logging_outputs) -> None:
+        super().reduce_metrics(logging_outputs)
+        kl_sum = sum(log.get("rdrop_kl_loss", 0) for log in logging_outputs)
+        kl_tokens = sum(log.get("rdrop_ntokens", 0) for log in logging_outputs)
+        if kl_tokens > 0:
+            # per target token, base 2 like fairseq's losses; weighted by the tokens
+            # of R-Drop steps only, so k-step R-Drop does not dilute it with zeros
+            metrics.log_scalar(
+                "rdrop_kl_loss", utils.item(kl_sum) / kl_tokens / math.log(2), kl_tokens, round=4
+            )
+
+    @staticmethod
+    def logging_outputs_can_be_summed() -> bool:
+        return True

@@ -25,7 +25,12 @@ from fairseq.dataclass import ChoiceEnum
 from fairseq.logging import metrics
 
 from .loss import rdrop_loss_reference
-from .model_utils import duplicate_net_input, has_active_dropout, has_plain_softmax_output
+from .model_utils import (
+    duplicate_net_input,
+    has_active_dropout,
+    has_plain_softmax_output,
+    normalized_log_probs,
+)
 from .registry import register_criterion_replacing
 
 logger = logging.getLogger(__name__)
@@ -207,6 +212,15 @@ class RDropLabelSmoothedCrossEntropyCriterion(LabelSmoothedCrossEntropyCriterion
             target[:, : self.ignore_prefix_size] = self.padding_idx
         return target
 
+    def get_lprobs_and_target(self, model, net_output, sample):
+        """fairseq's, with log-probs that are differentiable for adaptive softmax too."""
+        lprobs = normalized_log_probs(model, net_output)
+        target = model.get_targets(sample, net_output)
+        if self.ignore_prefix_size > 0:
+            lprobs = lprobs[:, self.ignore_prefix_size :, :].contiguous()
+            target = target[:, self.ignore_prefix_size :].contiguous()
+        return lprobs.view(-1, lprobs.size(-1)), target.view(-1)
+
     def use_fused(self, model):
         if self.rdrop_impl == "reference":
             return False
@@ -228,7 +242,7 @@ class RDropLabelSmoothedCrossEntropyCriterion(LabelSmoothedCrossEntropyCriterion
                 net_output[0], target, m, alpha, self.eps, self.padding_idx,
                 **({"compile": True} if self.rdrop_compile else {}),
             )
-        lprobs = model.get_normalized_probs(net_output, log_probs=True)
+        lprobs = normalized_log_probs(model, net_output)
         return rdrop_loss_reference(lprobs, target, m, alpha, self.eps, self.padding_idx)
 
     def _accuracy(self, model, net_output, sample, m):
@@ -236,9 +250,7 @@ class RDropLabelSmoothedCrossEntropyCriterion(LabelSmoothedCrossEntropyCriterion
             return self.compute_accuracy(model, net_output, sample)
         target = self._target(model, net_output, sample).reshape(-1).repeat(m)
         with torch.no_grad():  # argmax of logits == argmax of log-probs, no V-sized copy
-            scores = net_output[0] if self.use_fused(model) else model.get_normalized_probs(
-                net_output, log_probs=True
-            )
+            scores = net_output[0] if self.use_fused(model) else normalized_log_probs(model, net_output)
             pred = scores.reshape(target.numel(), -1).argmax(-1)
         mask = target.ne(self.padding_idx)
         return pred.masked_select(mask).eq(target.masked_select(mask)).sum(), mask.sum()

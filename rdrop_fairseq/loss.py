@@ -64,13 +64,14 @@ def multi_pass_kl(lprobs: Tensor, num_passes: int, pad_mask: Optional[Tensor] = 
     """KL_m = 1/(m(m-1)) * sum_{i != j} sum_rows KL(P_i || P_j), summed over rows.
 
     lprobs: (m * N, V) log-probabilities, copy-major. pad_mask: (N,) True where the
-    row is padding (excluded). Computed in float32 with the O(m) identity in the
+    row is padding (excluded). Computed in float32 (float64 for float64 input) with the O(m) identity in the
     module docstring; differentiable w.r.t. every copy.
     """
     m = num_passes
     if m < 2:
-        return lprobs.new_zeros((), dtype=torch.float32)
-    lp = lprobs.float().view(m, -1, lprobs.size(-1))  # (m, N, V)
+        return lprobs.new_zeros((), dtype=torch.promote_types(lprobs.dtype, torch.float32))
+    acc_dtype = torch.promote_types(lprobs.dtype, torch.float32)  # fp32, or fp64 for gradcheck
+    lp = lprobs.to(acc_dtype).view(m, -1, lprobs.size(-1))  # (m, N, V)
     p = lp.exp()
     per_row = m * (p * lp).sum(dim=(0, 2)) - (p.sum(0) * lp.sum(0)).sum(-1)  # (N,)
     if pad_mask is not None:
@@ -109,5 +110,5 @@ def rdrop_loss_reference(
         )
     ls_loss, nll_loss = label_smoothed_nll_loss(lprobs, target, epsilon, ignore_index=ignore_index)
     kl = multi_pass_kl(lprobs, m, pad_mask=target[:n].eq(ignore_index))
-    loss = ls_loss + alpha * kl.to(ls_loss.dtype) if m > 1 else ls_loss
+    loss = ls_loss + alpha * kl if m > 1 else ls_loss
     return loss, nll_loss, kl

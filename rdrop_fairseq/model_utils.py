@@ -72,3 +72,27 @@ def has_active_dropout(model):
         if name == "LayerDropModuleList" and getattr(module, "p", 0) > 0:
             return True
     return False
+
+
+def normalized_log_probs(model, net_output):
+    """``model.get_normalized_probs(net_output, log_probs=True)``, differentiable also
+    for adaptive softmax.
+
+    fairseq's ``AdaptiveSoftmax.get_log_prob`` (what ``get_normalized_probs`` calls)
+    adds the cluster prior in place onto a LogSoftmax output, so backward fails:
+    it is meant for inference. For training we build the same full distribution
+    out of place: head log-probs for the shortlist, and for cluster i
+    log p(cluster i) + log_softmax(tail_i(h)).
+    """
+    decoder = getattr(unwrap_model(model), "decoder", None)
+    asm = getattr(decoder, "adaptive_softmax", None)
+    if asm is None or not torch.is_grad_enabled():
+        return model.get_normalized_probs(net_output, log_probs=True)
+    hidden = net_output[0]
+    x = asm.dropout_module(hidden.reshape(-1, hidden.size(-1)))  # as AdaptiveSoftmax.forward
+    head = torch.log_softmax(asm.head(x).float(), dim=-1)
+    shortlist = asm.cutoff[0]
+    parts = [head[:, :shortlist]]
+    for i, tail in enumerate(asm.tail):
+        parts.append(torch.log_softmax(tail(x).float(), dim=-1) + head[:, shortlist + i, None])
+    return torch.cat(parts, dim=-1).view(*hidden.shape[:-1], -1)

@@ -187,3 +187,49 @@ def test_reduce_metrics_kl_is_per_rdrop_token_base2(task):
 
     assert agg.get_smoothed_value("rdrop_kl_loss") == pytest.approx(2.0 / 10 / math.log(2), abs=1e-4)
     assert agg.get_smoothed_value("nll_loss") == pytest.approx(7.0 / 20 / math.log(2), abs=1e-3)
+
+
+def tiny_adaptive_transformer(task):
+    from argparse import Namespace
+
+    from fairseq.models.transformer import TransformerModel, base_architecture
+
+    args = Namespace(
+        arch="transformer", encoder_layers=1, decoder_layers=1, encoder_embed_dim=16,
+        decoder_embed_dim=16, encoder_ffn_embed_dim=32, decoder_ffn_embed_dim=32,
+        encoder_attention_heads=2, decoder_attention_heads=2, dropout=0.3,
+        adaptive_softmax_cutoff="12,24", adaptive_softmax_dropout=0.1,
+        max_source_positions=64, max_target_positions=64,
+    )
+    base_architecture(args)
+    torch.manual_seed(0)
+    return TransformerModel.build_model(args, task)
+
+
+def test_plain_softmax_detection(task):
+    from rdrop_fairseq.model_utils import has_plain_softmax_output
+
+    assert has_plain_softmax_output(tiny_transformer(task))
+    assert not has_plain_softmax_output(tiny_adaptive_transformer(task))
+    crit = make(task, rdrop_alpha=1.0, rdrop_impl="fused")
+    with pytest.raises(ValueError, match="--rdrop-impl fused"):
+        crit(tiny_adaptive_transformer(task).train(), tiny_batch(task))
+
+
+def test_adaptive_softmax_log_probs_are_fairseqs_full_distribution_and_differentiable(task):
+    from rdrop_fairseq.model_utils import normalized_log_probs
+
+    model = tiny_adaptive_transformer(task).eval()  # eval: no adaptive-softmax dropout
+    sample = tiny_batch(task)
+    out = model(**sample["net_input"])
+    ours = normalized_log_probs(model, out)
+    with torch.no_grad():
+        theirs = model.get_normalized_probs(out, log_probs=True)
+    torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(ours.exp().sum(-1), torch.ones(ours.shape[:-1]), rtol=1e-5, atol=1e-5)
+
+    # and R-Drop trains through it (auto picks the reference path), matching the formula
+    model.train()
+    crit = make(task, rdrop_alpha=2.0, rdrop_impl="auto")
+    loss, _, log, grads = run(crit, model, sample)
+    assert float(log["rdrop_kl_loss"]) > 0 and all(torch.isfinite(g).all() for g in grads)

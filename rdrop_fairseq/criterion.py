@@ -138,10 +138,15 @@ class RDropLabelSmoothedCrossEntropyCriterion(LabelSmoothedCrossEntropyCriterion
             return self._num_updates
         # fairseq 0.12's trainer never calls criterion.set_num_updates; it publishes
         # the count (also right after loading a checkpoint) as the "num_updates"
-        # meter of the always-active "default" aggregator. Reading it keeps the
-        # k-step and warm-up schedules exact across resumes.
-        meter = metrics.get_meter("default", "num_updates")
-        return int(meter.val) if meter is not None else 0
+        # scalar, logged into every *active* aggregator. Read it from those: after a
+        # resume, metrics.load_state_dict swaps in a new "default" aggregator that
+        # is no longer active, so get_meter("default", ...) would stay frozen at
+        # the resume step. This keeps k-step and warm-up schedules exact across resumes.
+        for aggregator in metrics.get_active_aggregators():
+            meter = aggregator.get("num_updates")
+            if meter is not None and getattr(meter, "val", None) is not None:
+                return int(meter.val)
+        return 0
 
     def alpha_at(self, num_updates):
         if self.rdrop_warmup_updates > 0:

@@ -145,6 +145,11 @@ def test_update_count_comes_from_fairseqs_trainer_meter(task):
     assert crit.current_num_updates() == 0
     metrics.log_scalar("num_updates", 7, weight=0)  # what Trainer.set_num_updates does
     assert crit.current_num_updates() == 7
+    # a resume: Trainer.load_checkpoint logs the count, then metrics.load_state_dict swaps
+    # the "default" aggregator for an inactive copy; later updates must still be seen
+    metrics.load_state_dict(metrics.state_dict())
+    metrics.log_scalar("num_updates", 8, weight=0)
+    assert crit.current_num_updates() == 8
     crit.set_num_updates(9)  # an explicit call wins
     assert crit.current_num_updates() == 9
     metrics.reset()

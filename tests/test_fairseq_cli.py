@@ -105,14 +105,23 @@ def test_bart_base_shrunk_on_translation_task(translation_bin, tmp_path):
 def test_language_model_train_then_eval_lm(lm_bin, tmp_path, adaptive):
     save = tmp_path / "ckpt"
     extra = ["--adaptive-softmax-cutoff", "200,1000"] if adaptive else []
-    log = run_cli("fairseq-train", lm_bin, "--user-dir", USER_DIR, "--task", "language_modeling",
-                  "--arch", "transformer_lm", "--decoder-layers", "1", "--decoder-embed-dim", "32",
-                  "--decoder-ffn-embed-dim", "64", "--decoder-attention-heads", "2", "--dropout", "0.2",
-                  *extra, "--tokens-per-sample", "32", "--max-tokens", "512",
-                  "--criterion", "label_smoothed_cross_entropy_with_rdrop", "--label-smoothing", "0",
-                  "--rdrop-alpha", "1", "--rdrop-every", "2", "--max-update", "4",
-                  "--save-dir", save, *COMMON)
+    args = [lm_bin, "--user-dir", USER_DIR, "--task", "language_modeling",
+            "--arch", "transformer_lm", "--decoder-layers", "1", "--decoder-embed-dim", "32",
+            "--decoder-ffn-embed-dim", "64", "--decoder-attention-heads", "2", "--dropout", "0.2",
+            *extra, "--tokens-per-sample", "32", "--max-tokens", "512",
+            "--criterion", "label_smoothed_cross_entropy_with_rdrop", "--label-smoothing", "0",
+            "--rdrop-alpha", "1", "--rdrop-every", "2", "--save-dir", save, *COMMON]
+    log = run_cli("fairseq-train", *args, "--max-update", "4")
     assert float(last_train_stats(log)["rdrop_kl_loss"]) > 0
+    # k-step schedule read from the trainer: the step with update_num u is logged as
+    # num_updates=u+1, and R-Drop runs when u % 2 == 0 (fairseq prints None for a meter
+    # with no value in this interval). After resuming at 4 the pattern must continue.
+    resumed = run_cli("fairseq-train", *args, "--max-update", "7") if not adaptive else ""
+    steps = [l for l in (log + resumed).splitlines() if "train_inner" in l]
+    assert len(steps) == (4 if adaptive else 7)
+    for line in steps:
+        n = int(re.search(r"num_updates=(\d+)", line).group(1))
+        assert bool(re.search(r"rdrop_kl_loss=[\d.]+", line)) == ((n - 1) % 2 == 0), line
     out = run_cli("fairseq-eval-lm", lm_bin, "--user-dir", USER_DIR, "--path", save / "checkpoint_last.pt",
                   "--tokens-per-sample", "32", "--context-window", "16", "--max-tokens", "512", "--cpu")
     ppl = float(re.search(r"Perplexity: ([\d.]+)", out).group(1))

@@ -2,17 +2,35 @@
 
 Since torch 2.6, ``torch.load`` defaults to ``weights_only=True``, an unpickler
 that accepts tensors and plain containers only. fairseq 0.12 calls
-``torch.load(f)`` without the argument, and its checkpoints pickle one
-non-tensor object: the training ``argparse.Namespace`` (``cfg.model`` of models
-configured from the command line), so ``fairseq-generate``, ``fairseq-eval-lm``
-and resuming fail. We allow exactly that global, nothing broader: no
-``weights_only=False``, no code execution.
+``torch.load(f)`` without the argument, and its checkpoints pickle a few
+non-tensor objects, so ``fairseq-generate``, ``fairseq-eval-lm`` and resuming
+fail. Measured on fairseq-fixed 0.12.3.1 checkpoints (checkpoint_best/last):
+
+* every checkpoint: the training ``argparse.Namespace`` (``cfg.model`` of
+  models configured from the command line);
+* with ``--eval-bleu``: the BLEU n-gram counts kept in the saved metrics, numpy
+  int64 arrays (``numpy.core.multiarray._reconstruct``, ``numpy.ndarray``,
+  ``numpy.dtype``, the int64 dtype class, and ``_codecs.encode``, which pickle
+  protocol 2 uses for the array's raw bytes).
+
+We allow exactly those, nothing broader: no ``weights_only=False``, nothing
+that can run code beyond building these objects.
 """
 import argparse
-import torch
+import codecs
 
-# Measured: checkpoint_best.pt / checkpoint_last.pt of fairseq 0.12 need only this.
-FAIRSEQ_CHECKPOINT_GLOBALS = [argparse.Namespace]
+import numpy as np
+import torch
+from numpy.core.multiarray import _reconstruct
+
+FAIRSEQ_CHECKPOINT_GLOBALS = [
+    argparse.Namespace,
+    _reconstruct,
+    np.ndarray,
+    np.dtype,
+    type(np.dtype("int64")),
+    codecs.encode,
+]
 
 
 def allow_fairseq_checkpoint_globals():

@@ -61,14 +61,18 @@ def test_translation_builtin_command_line_then_generate_and_resume(translation_b
             "--share-all-embeddings", "--dropout", "0.3",
             "--criterion", "label_smoothed_cross_entropy_with_rdrop", "--label-smoothing", "0.1",
             "--rdrop-alpha", "5", "--report-accuracy", "--max-tokens", "1500",
-            "--save-dir", save, *COMMON]
+            # best checkpoint by validation BLEU, as the paper's recipes: its saved
+            # metrics hold numpy arrays, which weights_only loading must accept
+            "--eval-bleu", "--eval-bleu-args", '{"beam": 1, "max_len_b": 10}',
+            "--eval-bleu-detok", "space", "--best-checkpoint-metric", "bleu",
+            "--maximize-best-checkpoint-metric", "--save-dir", save, *COMMON]
     log = run_cli("fairseq-train", *args, "--max-update", "4")
     assert "replacing fairseq.criterions.label_smoothed_cross_entropy_with_rdrop" in log
     stats = last_train_stats(log)
     assert float(stats["rdrop_kl_loss"]) > 0 and float(stats["ppl"]) < 2 ** float(stats["nll_loss"]) * 1.01
 
     out = run_cli("fairseq-generate", translation_bin, "--user-dir", USER_DIR,
-                  "--path", save / "checkpoint_last.pt", "--beam", "2", "--max-len-b", "10",
+                  "--path", save / "checkpoint_best.pt", "--beam", "2", "--max-len-b", "10",
                   "--gen-subset", "valid", "--max-tokens", "2000", "--cpu")
     translated = int(re.search(r"Translated (\d+) sentences", out).group(1))
     assert translated > 50

@@ -146,7 +146,7 @@ def test_hydra_yaml_written_for_the_builtin(translation_bin, tmp_path):
         dataset: {{max_tokens: 1500}}
         checkpoint: {{save_dir: {tmp_path / 'ckpt'}, no_save: true}}
         """))
-    log = run_cli("fairseq-hydra-train", "--config-dir", tmp_path, "--config-name", "rdrop")
+    log = run_cli("fairseq-hydra-train", "--config-dir", tmp_path, "--config-name", "rdrop", cwd=tmp_path)
     assert "RDropLabelSmoothedCrossEntropyCriterion" in log
     assert float(last_train_stats(log)["rdrop_kl_loss"]) > 0
 

@@ -1,7 +1,8 @@
 """R-Drop for fairseq, loaded with ``--user-dir``.
 
-Importing registers the criterion ``label_smoothed_cross_entropy_with_rdrop``
-(replacing fairseq's built-in of that name, if any) and allows the pickled
+Importing registers the criteria ``label_smoothed_cross_entropy_with_rdrop``
+(replacing fairseq's built-in of that name, if any) and ``adaptive_loss_with_rdrop``
+(R-Drop that keeps adaptive softmax's savings), and allows the pickled
 globals fairseq checkpoints need under torch's ``weights_only`` loading.
 Nothing is compiled or downloaded here.
 """
@@ -9,6 +10,7 @@ from .checkpoint import allow_fairseq_checkpoint_globals
 
 allow_fairseq_checkpoint_globals()
 
-from . import criterion  # noqa: E402,F401  (registers the criterion)
+from . import criterion  # noqa: E402,F401  (registers label_smoothed_cross_entropy_with_rdrop)
+from . import adaptive  # noqa: E402,F401  (registers adaptive_loss_with_rdrop)
 
 __version__ = "0.1.0"

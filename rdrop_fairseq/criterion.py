@@ -12,7 +12,6 @@ m >= 2 and u % rdrop_every == 0, where alpha_t = alpha * min(1, u / warmup)
 ``label_smoothed_cross_entropy`` (same code path, no duplication).
 """
 import logging
-import math
 from dataclasses import dataclass, field
 
 import torch
@@ -22,16 +21,11 @@ from fairseq.criterions.label_smoothed_cross_entropy import (
     LabelSmoothedCrossEntropyCriterionConfig,
 )
 from fairseq.dataclass import ChoiceEnum
-from fairseq.logging import metrics
 
 from .loss import rdrop_loss_reference
-from .model_utils import (
-    duplicate_net_input,
-    has_active_dropout,
-    has_plain_softmax_output,
-    normalized_log_probs,
-)
+from .model_utils import duplicate_net_input, has_plain_softmax_output, normalized_log_probs
 from .registry import register_criterion_replacing
+from .schedule import RDropSchedule, log_rdrop_kl
 
 logger = logging.getLogger(__name__)
 
@@ -75,27 +69,8 @@ class RDropLabelSmoothedCrossEntropyConfig(LabelSmoothedCrossEntropyCriterionCon
     )
 
 
-def validate_rdrop_options(alpha, passes, every, warmup):
-    """Reject bad values at startup, naming the command-line option."""
-    if not (isinstance(alpha, (int, float)) and math.isfinite(alpha) and alpha >= 0):
-        raise ValueError(f"--rdrop-alpha must be a finite number >= 0, got {alpha!r}")
-    if passes < 1:
-        raise ValueError(f"--rdrop-passes must be >= 1, got {passes}")
-    if every < 1:
-        raise ValueError(f"--rdrop-every must be >= 1, got {every}")
-    if warmup < 0:
-        raise ValueError(f"--rdrop-warmup-updates must be >= 0, got {warmup}")
-    if alpha > 0 and passes == 1:
-        # An error, not a warning: with one pass there is nothing to compare, so the
-        # user would silently train a plain model while believing R-Drop is on.
-        raise ValueError(
-            f"--rdrop-alpha {alpha} needs at least two passes, but --rdrop-passes is 1; "
-            "use --rdrop-passes >= 2, or --rdrop-alpha 0 for plain label-smoothed CE"
-        )
-
-
 @register_criterion_replacing(CRITERION_NAME, dataclass=RDropLabelSmoothedCrossEntropyConfig)
-class RDropLabelSmoothedCrossEntropyCriterion(LabelSmoothedCrossEntropyCriterion):
+class RDropLabelSmoothedCrossEntropyCriterion(RDropSchedule, LabelSmoothedCrossEntropyCriterion):
     def __init__(
         self,
         task,
@@ -117,51 +92,9 @@ class RDropLabelSmoothedCrossEntropyCriterion(LabelSmoothedCrossEntropyCriterion
             ignore_prefix_size=ignore_prefix_size,
             report_accuracy=report_accuracy,
         )
-        rdrop_alpha = float(rdrop_alpha)
-        validate_rdrop_options(rdrop_alpha, rdrop_passes, rdrop_every, rdrop_warmup_updates)
-        self.rdrop_alpha = rdrop_alpha
-        self.rdrop_passes = int(rdrop_passes)
-        self.rdrop_every = int(rdrop_every)
-        self.rdrop_warmup_updates = int(rdrop_warmup_updates)
+        self.init_rdrop_schedule(rdrop_alpha, rdrop_passes, rdrop_every, rdrop_warmup_updates)
         self.rdrop_impl = str(rdrop_impl)
         self.rdrop_compile = bool(rdrop_compile)
-        self._num_updates = None  # set by set_num_updates; else read from fairseq's trainer
-        self._checked_models = set()
-
-    # ----- schedule --------------------------------------------------------------
-    def set_num_updates(self, num_updates):
-        """Update counter (also called by trainers/tests that drive the criterion)."""
-        self._num_updates = int(num_updates)
-
-    def current_num_updates(self):
-        if self._num_updates is not None:
-            return self._num_updates
-        # fairseq 0.12's trainer never calls criterion.set_num_updates; it publishes
-        # the count (also right after loading a checkpoint) as the "num_updates"
-        # scalar, logged into every *active* aggregator. Read it from those: after a
-        # resume, metrics.load_state_dict swaps in a new "default" aggregator that
-        # is no longer active, so get_meter("default", ...) would stay frozen at
-        # the resume step. This keeps k-step and warm-up schedules exact across resumes.
-        for aggregator in metrics.get_active_aggregators():
-            meter = aggregator.get("num_updates")
-            if meter is not None and getattr(meter, "val", None) is not None:
-                return int(meter.val)
-        return 0
-
-    def alpha_at(self, num_updates):
-        if self.rdrop_warmup_updates > 0:
-            return self.rdrop_alpha * min(1.0, num_updates / self.rdrop_warmup_updates)
-        return self.rdrop_alpha
-
-    def passes_for_step(self, model):
-        """(m, alpha) for this forward: m = 1 means plain label-smoothed CE."""
-        if not model.training or self.rdrop_alpha == 0 or self.rdrop_passes < 2:
-            return 1, 0.0
-        update = self.current_num_updates()
-        alpha = self.alpha_at(update)
-        if alpha == 0 or update % self.rdrop_every != 0:
-            return 1, 0.0
-        return self.rdrop_passes, alpha
 
     # ----- forward ---------------------------------------------------------------
     def forward(self, model, sample, reduce=True, net_output=None):
@@ -260,31 +193,11 @@ class RDropLabelSmoothedCrossEntropyCriterion(LabelSmoothedCrossEntropyCriterion
         mask = target.ne(self.padding_idx)
         return pred.masked_select(mask).eq(target.masked_select(mask)).sum(), mask.sum()
 
-    def _check_model_once(self, model):
-        key = id(model)
-        if key in self._checked_models:
-            return
-        self._checked_models.add(key)
-        if not has_active_dropout(model):
-            logger.warning(
-                "R-Drop is on (--rdrop-alpha %g) but every dropout in %s has p = 0: the "
-                "copies are identical, so the KL term is identically zero. Set --dropout "
-                "(and/or --attention-dropout, --activation-dropout) > 0.",
-                self.rdrop_alpha, type(model).__name__,
-            )
-
     # ----- metrics -----------------------------------------------------------------
     @classmethod
     def reduce_metrics(cls, logging_outputs) -> None:
         super().reduce_metrics(logging_outputs)
-        kl_sum = sum(log.get("rdrop_kl_loss", 0) for log in logging_outputs)
-        kl_tokens = sum(log.get("rdrop_ntokens", 0) for log in logging_outputs)
-        if kl_tokens > 0:
-            # per target token, base 2 like fairseq's losses; weighted by the tokens
-            # of R-Drop steps only, so k-step R-Drop does not dilute it with zeros
-            metrics.log_scalar(
-                "rdrop_kl_loss", utils.item(kl_sum) / kl_tokens / math.log(2), kl_tokens, round=4
-            )
+        log_rdrop_kl(logging_outputs)
 
     @staticmethod
     def logging_outputs_can_be_summed() -> bool:

@@ -1,5 +1,6 @@
 """Shared fixtures: a tiny real fairseq transformer and batches, the data folder, CLI runner."""
 import os
+import re
 import subprocess
 import sys
 from argparse import Namespace
@@ -37,6 +38,44 @@ def run_cli(tool, *args, cwd=None, env=None, check=True):
     if check and proc.returncode != 0:
         raise AssertionError(f"{tool} failed ({proc.returncode}):\n{proc.stdout[-4000:]}")
     return proc.stdout
+
+
+# ---- end-to-end runs of the fairseq command-line tools -------------------------------
+COMMON = "--optimizer adam --lr 1e-3 --cpu --seed 1 --log-format simple --log-interval 1 --no-progress-bar".split()
+
+
+def last_train_stats(log):
+    """Key/value pairs of the end-of-epoch train line (simple or hydra log format)."""
+    lines = [l for l in log.splitlines() if "| train |" in l or "[train][INFO]" in l]
+    assert lines, log[-3000:]
+    return dict(re.findall(r"(\w+) ([-\d.]+)", lines[-1].split("epoch", 1)[1]))
+
+
+@pytest.fixture(scope="session")
+def translation_bin(tmp_path_factory, shared_data):
+    work = tmp_path_factory.mktemp("mt")
+    tok = shared_data / "multi30k" / "tok"
+    for split, n in (("train", 600), ("val", 60)):
+        for lang in ("de", "en"):
+            lines = (tok / f"{split}.lc.norm.tok.{lang}").read_text(encoding="utf-8").splitlines()[:n]
+            (work / f"{split}.{lang}").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    run_cli("fairseq-preprocess", "--source-lang", "de", "--target-lang", "en",
+            "--trainpref", work / "train", "--validpref", work / "val", "--testpref", work / "val",
+            "--destdir", work / "bin", "--joined-dictionary", "--workers", "1")
+    return work / "bin"
+
+
+@pytest.fixture(scope="session")
+def lm_bin(tmp_path_factory, shared_data):
+    work = tmp_path_factory.mktemp("lm")
+    wt = shared_data / "wikitext-2"
+    for split, n in (("train", 400), ("valid", 60), ("test", 60)):
+        lines = (wt / f"wiki.{split}.tokens").read_text(encoding="utf-8").splitlines()[:n]
+        (work / f"{split}.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    run_cli("fairseq-preprocess", "--only-source", "--trainpref", work / "train.txt",
+            "--validpref", work / "valid.txt", "--testpref", work / "test.txt",
+            "--destdir", work / "bin", "--workers", "1")
+    return work / "bin"
 
 
 def tiny_task(vocab=40):

@@ -10,50 +10,13 @@ import textwrap
 
 import pytest
 
-from conftest import REPO, USER_DIR, run_cli
+from conftest import COMMON, REPO, USER_DIR, last_train_stats, run_cli
 
 TINY_TRANSFORMER = (
     "--encoder-layers 1 --decoder-layers 1 --encoder-embed-dim 32 --decoder-embed-dim 32 "
     "--encoder-ffn-embed-dim 64 --decoder-ffn-embed-dim 64 --encoder-attention-heads 2 "
     "--decoder-attention-heads 2"
 ).split()
-COMMON = "--optimizer adam --lr 1e-3 --cpu --seed 1 --log-format simple --log-interval 1 --no-progress-bar".split()
-
-
-def last_train_stats(log):
-    """Key/value pairs of the end-of-epoch train line (simple or hydra log format)."""
-    lines = [l for l in log.splitlines() if "| train |" in l or "[train][INFO]" in l]
-    assert lines, log[-3000:]
-    return dict(re.findall(r"(\w+) ([-\d.]+)", lines[-1].split("epoch", 1)[1]))
-
-
-@pytest.fixture(scope="module")
-def translation_bin(tmp_path_factory, shared_data):
-    work = tmp_path_factory.mktemp("mt")
-    tok = shared_data / "multi30k" / "tok"
-    for split, n in (("train", 600), ("val", 60)):
-        for lang in ("de", "en"):
-            lines = (tok / f"{split}.lc.norm.tok.{lang}").read_text(encoding="utf-8").splitlines()[:n]
-            (work / f"{split}.{lang}").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    run_cli("fairseq-preprocess", "--source-lang", "de", "--target-lang", "en",
-            "--trainpref", work / "train", "--validpref", work / "val", "--testpref", work / "val",
-            "--destdir", work / "bin", "--joined-dictionary", "--workers", "1")
-    return work / "bin"
-
-
-@pytest.fixture(scope="module")
-def lm_bin(tmp_path_factory, shared_data):
-    work = tmp_path_factory.mktemp("lm")
-    wt = shared_data / "wikitext-2"
-    for split, n in (("train", 400), ("valid", 60), ("test", 60)):
-        lines = (wt / f"wiki.{split}.tokens").read_text(encoding="utf-8").splitlines()[:n]
-        (work / f"{split}.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    run_cli("fairseq-preprocess", "--only-source", "--trainpref", work / "train.txt",
-            "--validpref", work / "valid.txt", "--testpref", work / "test.txt",
-            "--destdir", work / "bin", "--workers", "1")
-    return work / "bin"
-
-
 def test_translation_builtin_command_line_then_generate_and_resume(translation_bin, tmp_path):
     save = tmp_path / "ckpt"
     # exactly the flags fairseq's built-in criterion accepts, plus --user-dir

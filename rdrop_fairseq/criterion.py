@@ -178,7 +178,7 @@ class RDropLabelSmoothedCrossEntropyCriterion(RDropSchedule, LabelSmoothedCrossE
 
             return fused_rdrop_loss(
                 net_output[0], target, m, alpha, self.eps, self.padding_idx,
-                **({"compile": True} if self.rdrop_compile else {}),
+                compile=self.rdrop_compile or None,  # None: RDROP_FUSED_COMPILE decides
             )
         lprobs = normalized_log_probs(model, net_output)
         return rdrop_loss_reference(lprobs, target, m, alpha, self.eps, self.padding_idx)

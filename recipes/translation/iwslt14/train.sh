@@ -50,6 +50,8 @@ fi
 mkdir -p "$SAVE_DIR"
 set -x
 # shellcheck disable=SC2086  # EXTRA_ARGS is meant to split into options
+# --required-batch-size-multiple 1: with the default 8, fairseq-fixed 0.12.3.1 drops the
+# last (n mod 8) sentences of every epoch, so validation BLEU would skip a few.
 "$FAIRSEQ_TRAIN" "$DATA_BIN" \
   --user-dir "$USER_DIR" \
   --task translation -s de -t en \
@@ -58,6 +60,7 @@ set -x
   --lr-scheduler inverse_sqrt --warmup-updates "$WARMUP_UPDATES" --warmup-init-lr "$WARMUP_INIT_LR" \
   --weight-decay "$WEIGHT_DECAY" --dropout "$DROPOUT" \
   "${CRITERION[@]}" --label-smoothing "$LABEL_SMOOTHING" \
+  --required-batch-size-multiple 1 \
   --max-tokens "$MAX_TOKENS" --max-update "$MAX_UPDATE" --seed "$SEED" \
   --eval-bleu --eval-bleu-args "$EVAL_BLEU_ARGS" --eval-bleu-detok moses --eval-bleu-remove-bpe \
   --best-checkpoint-metric bleu --maximize-best-checkpoint-metric \

@@ -1,0 +1,144 @@
+"""Find a corpus file, and run a data preparation as resumable stages.
+
+Corpus files come either from a local folder laid out like the project's shared data folder
+(env var ``RDROP_DATA_DIR``; nothing is downloaded then) or from the corpus's public URL into a cache
+folder (``RDROP_CACHE_DIR``, default ``~/.cache/rdrop-fairseq``), checked against a sha256 sum.
+
+A download is written to ``<file>.part`` and renamed only once its checksum matches, so an interrupted
+or corrupted download never leaves a file that looks complete.  Stages follow the same rule: each
+writes its outputs under temporary names, renames them, and only then drops a ``<stage>.done``
+marker; a rerun skips every stage whose marker exists.
+"""
+
+import hashlib
+import os
+import shutil
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+
+DATA_DIR_ENV = "RDROP_DATA_DIR"
+CACHE_DIR_ENV = "RDROP_CACHE_DIR"
+
+
+class DataError(RuntimeError):
+    """A corpus file is missing, or its content does not match the expected checksum."""
+
+
+def sha256_of(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def cache_dir():
+    return Path(os.environ.get(CACHE_DIR_ENV) or Path.home() / ".cache" / "rdrop-fairseq")
+
+
+def download(url, dest, sha256):
+    """Fetch ``url`` to ``dest`` via ``dest.part``; rename only after the sha256 matches."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    print(f"[data] downloading {url} -> {dest}", flush=True)
+    try:
+        with urllib.request.urlopen(url) as response, open(part, "wb") as out:
+            shutil.copyfileobj(response, out)
+        actual = sha256_of(part)
+        if actual != sha256:
+            raise DataError(
+                f"checksum mismatch for {dest.name} downloaded from {url}: "
+                f"expected sha256 {sha256}, got {actual}; the partial download was deleted"
+            )
+    except BaseException:
+        # Whatever went wrong (network, Ctrl-C, bad checksum), leave nothing that could be mistaken for data.
+        part.unlink(missing_ok=True)
+        raise
+    os.replace(part, dest)
+    return dest
+
+
+def resolve(rel_path, url, sha256):
+    """Path of the corpus file ``rel_path`` (relative to a data folder such as ``multi30k/raw/train.de.gz``).
+
+    With ``RDROP_DATA_DIR`` set, the file must exist there (nothing is downloaded) and match its
+    checksum (a different version of the corpus would make results incomparable); otherwise it is
+    downloaded once into the cache folder and reused while its checksum still matches.
+    """
+    local_root = os.environ.get(DATA_DIR_ENV)
+    if local_root:
+        path = Path(local_root) / rel_path
+        if not path.is_file():
+            raise DataError(
+                f"{DATA_DIR_ENV}={local_root} is set but the file {rel_path} is not in it "
+                f"(looked for {path}); unset {DATA_DIR_ENV} to download it from {url}"
+            )
+        actual = sha256_of(path)
+        if actual != sha256:
+            raise DataError(
+                f"{path} (from {DATA_DIR_ENV}) does not match the expected checksum: "
+                f"expected sha256 {sha256}, got {actual}"
+            )
+        return path
+    path = cache_dir() / rel_path
+    if path.is_file():
+        if sha256_of(path) == sha256:
+            return path
+        print(f"[data] {path} does not match its sha256 {sha256}; deleting it and downloading again", flush=True)
+        path.unlink()  # a corrupt copy must not survive a failed re-download looking complete
+    return download(url, path, sha256)
+
+
+@contextmanager
+def atomic_path(final):
+    """Yield a temporary sibling path for a file or folder; move it to ``final`` only on success."""
+    final = Path(final)
+    tmp = final.with_name(final.name + ".tmp")
+    _remove(tmp)
+    try:
+        yield tmp
+    except BaseException:
+        _remove(tmp)
+        raise
+    _remove(final)
+    os.replace(tmp, final)
+
+
+def _remove(path):
+    if path.is_dir():
+        shutil.rmtree(path)
+    elif path.exists():
+        path.unlink()
+
+
+class Stages:
+    """Run named preparation stages once: ``stages.run("spm", fn)`` skips ``fn`` if ``spm.done`` exists.
+
+    A stage must write its outputs atomically (``atomic_path``) so that a failure midway leaves
+    neither a marker nor a half-written output; the next run redoes that stage and the ones after it.
+    """
+
+    def __init__(self, marker_dir, log=print):
+        self.marker_dir = Path(marker_dir)
+        self.marker_dir.mkdir(parents=True, exist_ok=True)
+        self.log = log
+
+    def marker(self, name):
+        return self.marker_dir / f"{name}.done"
+
+    def is_done(self, name):
+        return self.marker(name).exists()
+
+    def run(self, name, fn, *args, **kwargs):
+        if self.is_done(name):
+            self.log(f"[stage] {name}: already done, skipped ({self.marker(name)})")
+            return None
+        self.log(f"[stage] {name}: running")
+        start = time.time()
+        result = fn(*args, **kwargs)
+        self.marker(name).write_text(f"finished in {time.time() - start:.1f}s\n")
+        self.log(f"[stage] {name}: done in {time.time() - start:.1f}s")
+        return result

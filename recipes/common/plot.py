@@ -1,0 +1,67 @@
+"""Read per-epoch validation stats from fairseq logs and plot runs against each other.
+
+fairseq-train with ``--log-format json`` logs one line per validation, e.g.
+``... | INFO | valid | {"epoch": 3, "valid_loss": "5.43", "valid_nll_loss": "3.9", ...}``;
+values are strings, so they are converted to floats here.
+"""
+
+import json
+from pathlib import Path
+
+
+def read_valid_stats(log_path):
+    """Per-epoch validation stats (dicts of floats, ``epoch`` an int) in the order they were logged.
+
+    An epoch validated twice (a resumed run repeats the last one) keeps its latest line.
+    """
+    by_epoch = {}
+    for line in Path(log_path).read_text(encoding="utf-8", errors="replace").splitlines():
+        start = line.find("{")
+        if start < 0 or '"valid_loss"' not in line:
+            continue
+        try:
+            raw = json.loads(line[start:])
+        except json.JSONDecodeError:
+            continue
+        stats = {key: float(value) for key, value in raw.items() if _is_number(value)}
+        stats["epoch"] = int(stats["epoch"])
+        by_epoch[stats["epoch"]] = stats
+    if not by_epoch:
+        raise ValueError(f"no validation lines (json log format) found in {log_path}")
+    return [by_epoch[epoch] for epoch in sorted(by_epoch)]
+
+
+def _is_number(value):
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def plot_runs(curves, out_png, title="", metrics=("valid_loss", "valid_bleu")):
+    """One panel per metric present in the stats, one line per run (``curves``: name -> stats list)."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on servers
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    present = [m for m in metrics if any(m in s for stats in curves.values() for s in stats)]
+    fig, axes = plt.subplots(1, len(present), figsize=(5 * len(present), 3.6), squeeze=False)
+    for ax, metric in zip(axes[0], present):
+        for name, stats in curves.items():
+            points = [(s["epoch"], s[metric]) for s in stats if metric in s]
+            ax.plot(*zip(*points), marker="o", label=name)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric.replace("_", " "))
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    out_png = Path(out_png)
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_png, dpi=80)
+    plt.close(fig)
+    return out_png

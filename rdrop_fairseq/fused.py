@@ -37,9 +37,9 @@ from torch.autograd.function import once_differentiable
 logger = logging.getLogger(__name__)
 
 # Target size of one chunk's float32 working set (m copies x rows x V).  On CPU,
-# benchmarks/bench_chunk.py measured 1-4 MB as fastest (a chunk that stays in cache,
-# with the per-op Python overhead amortised); see docs/performance.md.  On a GPU a
-# chunk must fill the device instead; the CUDA size is a guess, NOT measured here.
+# benchmarks/bench_chunk.py found the time flat from 0.5 to 8 MB (chunks that stay in
+# cache, per-op Python overhead amortised) and worse outside; see docs/performance.md.
+# On a GPU a chunk must fill the device instead; the CUDA size is a guess, NOT measured.
 DEFAULT_CHUNK_BYTES = 2 * 1024 * 1024
 DEFAULT_CHUNK_BYTES_CUDA = 64 * 1024 * 1024
 COMPILE_ENV = "RDROP_FUSED_COMPILE"
@@ -78,20 +78,20 @@ def _chunk_kernel(
     x: (m, c, V) logits of rows i..i+c of each copy; target: (m, c), padding already
     replaced by a valid index; ls_mask: (m, c) 1.0 where the NLL counts; kl_mask: (c,)
     1.0 where the KL counts; kl_weight: kl_mask * alpha / (m (m - 1)).
-    Returns (grad (m, c, V) in grad_dtype or None, nll (m, c), smooth (m, c), kl (c,))
-    with nll/smooth/kl already masked; kl is sum_{i != j} KL(P_i || P_j) per row.
+    Returns (grad (m, c, V) in grad_dtype or None, lp_t (m, c) = lp_k[t], lp_sum (m, c)
+    = sum_v lp_k, kl (c,) = sum_{i != j} KL(P_i || P_j)); these three are not masked.
     ``_EagerChunk`` computes the same with in-place ops and reused scratch buffers.
     """
     m, c, vocab = x.shape
     lp = torch.log_softmax(x.to(torch.promote_types(x.dtype, torch.float32)), dim=-1)
-    nll = -lp.gather(-1, target.unsqueeze(-1)).squeeze(-1) * ls_mask
-    smooth = -lp.sum(-1) * ls_mask
+    lp_t = lp.gather(-1, target.unsqueeze(-1)).squeeze(-1)
+    lp_sum = lp.sum(-1)
     p = lp.exp()
     a = m * lp - lp.sum(0)  # A_k = m lp_k - S
     ck = (p * a).sum(-1)  # (m, c)
-    kl = ck.sum(0) * kl_mask if m > 1 else torch.zeros_like(kl_mask)
+    kl = ck.sum(0) if m > 1 else torch.zeros_like(kl_mask)
     if not need_grad:
-        return None, nll, smooth, kl
+        return None, lp_t, lp_sum, kl
     eps_i = epsilon / (vocab - 1)
     coef = 1.0 - epsilon - eps_i  # weight of the one-hot part of w
     ls_row = ls_mask.unsqueeze(-1)  # (m, c, 1)
@@ -101,32 +101,33 @@ def _chunk_kernel(
         g = g + k * (p * (a - ck.unsqueeze(-1) + m) - p.sum(0))
     onehot = torch.arange(vocab, device=x.device) == target.unsqueeze(-1)  # fuses; no scatter
     g = g - onehot * (ls_row * coef)
-    return g.to(grad_dtype), nll, smooth, kl
+    return g.to(grad_dtype), lp_t, lp_sum, kl
 
 
 class _EagerChunk:
     """The same computation as ``_chunk_kernel`` with scratch buffers reused across chunks.
 
     Why: on CPU every fresh chunk-sized temporary is a fresh mmap whose pages fault in
-    on first touch, which cost more than the arithmetic; here ~12 passes over the chunk
-    write into three buffers allocated once per call, and the gradient goes straight
-    into the caller's buffer.
+    on first touch, which cost more than the arithmetic (2x in total when measured);
+    here ~12 passes over the chunk write into three buffers allocated once per call,
+    the gradient goes straight into the caller's buffer, and per-row constants and
+    masks are built once per call, not per chunk.
     """
 
-    def __init__(self, m: int, rows: int, vocab: int, dtype: torch.dtype, device, epsilon: float):
+    def __init__(self, m: int, rows: int, vocab: int, dtype: torch.dtype, device):
         self.compute_dtype = torch.promote_types(dtype, torch.float32)
-        self.m, self.vocab = m, vocab
         size = m * rows * vocab
         self.lp = torch.empty(size, dtype=self.compute_dtype, device=device)
         self.p = torch.empty(size, dtype=self.compute_dtype, device=device)
         self.s = torch.empty(rows * vocab, dtype=self.compute_dtype, device=device)
-        self.eps_i = epsilon / (vocab - 1)
-        self.coef = 1.0 - epsilon - self.eps_i
-        self.sum_w = self.coef + vocab * self.eps_i
+        self.nck = torch.empty(m, rows, dtype=self.compute_dtype, device=device)
 
-    def __call__(self, x, target, ls_mask, kl_mask, kl_weight, kl_grad, same_masks, grad_out):
-        """x: (m, c, V) logits (each copy's rows contiguous); grad_out: (m, c, V) view of the
-        gradient buffer or None. Returns (nll (m, c), smooth (m, c), kl (c,))."""
+    def __call__(self, x, target, rows, out, grad_out):
+        """x: (m, c, V) logits (each copy's rows contiguous); target (m, c); rows: the
+        chunk's slices of the per-row constants (a _Rows); out: the chunk's
+        slices of the per-row results, written in place: lp_t (m, c) = lp_k[t],
+        lp_sum (m, c) = sum_v lp_k, neg_kl (c,) = -sum_{i != j} KL, all unmasked.
+        grad_out: (m, c, V) view of the gradient buffer, or None."""
         m, c, vocab = x.shape
         lp = self.lp[: m * c * vocab].view(m, c, vocab)
         p = self.p[: m * c * vocab].view(m, c, vocab)
@@ -136,43 +137,51 @@ class _EagerChunk:
                 src = p[k].copy_(src)  # upcast only this chunk
             torch._log_softmax(src, -1, False, out=lp[k])
         torch.exp(lp, out=p)
-        nll = -lp.gather(-1, target.unsqueeze(-1)).squeeze(-1) * ls_mask
-        smooth = -lp.sum(-1) * ls_mask
+        out.lp_t.copy_(lp.gather(-1, target.unsqueeze(-1)).squeeze(-1))
+        torch.sum(lp, -1, out=out.lp_sum)
         s = self.s[: c * vocab].view(c, vocab)
+        nck = self.nck[:, :c]
         if m > 1:
             torch.sum(lp, 0, out=s)
             neg_a = torch.add(s, lp, alpha=-m, out=lp)  # -A_k = S - m lp_k
-            # c_k = sum_v p_k A_k, one copy at a time through the free S buffer
+            # -c_k = sum_v p_k (-A_k), one copy at a time through the free S buffer
             # (a batched bmm is 4x slower on CPU than mul + sum here).
-            ck = torch.stack([torch.mul(p[k], neg_a[k], out=s).sum(-1) for k in range(m)]).neg_()
-            kl = ck.sum(0) * kl_mask
-        else:
-            kl = torch.zeros_like(kl_mask)
+            for k in range(m):
+                torch.sum(torch.mul(p[k], neg_a[k], out=s), -1, out=nck[k])
+            torch.sum(nck, 0, out=out.neg_kl)
         if grad_out is None:
-            return nll, smooth, kl
-
-        ls_row = ls_mask.unsqueeze(-1)  # (m, c, 1)
-        e = ls_row * self.eps_i
-        if m > 1 and kl_grad:
-            k = kl_weight.view(1, c, 1)
-            # g = p * B + Q,  B = sum_w*ls - k*(c_k - m) - k*(-A_k),  Q = -k*P - eps_i*ls
-            r = ls_row * self.sum_w - k * (ck.unsqueeze(-1) - m)
+            return
+        if rows.kl_grad:
+            k = rows.kl_weight.view(1, c, 1)
+            # g = p * B + Q,  B = sum_w*ls + k*m + k*(-c_k) - k*(-A_k),  Q = -k*P - eps_i*ls
+            r = torch.addcmul(rows.b_base, k, nck.unsqueeze(-1))
             b = torch.addcmul(r, neg_a, k, value=-1.0, out=lp)
             q = torch.sum(p, 0, out=s)  # P
-            if same_masks:  # Q = -e - k*P in one pass
-                q = torch.addcmul(-e[0], q, k[0], value=-1.0, out=s)
+            if rows.same_masks:  # Q = -e - k*P in one pass
+                q = torch.addcmul(rows.neg_e[0], q, k[0], value=-1.0, out=s)
             else:
                 q.mul_(-k[0])
             for j in range(m):
-                qj = q if same_masks else q - e[j]
-                torch.addcmul(qj, b[j], p[j], out=grad_out[j])
+                torch.addcmul(q if rows.same_masks else q + rows.neg_e[j], b[j], p[j], out=grad_out[j])
         else:
             for j in range(m):
-                torch.addcmul(-e[j], p[j], ls_row[j] * self.sum_w, out=grad_out[j])
-        onehot = (ls_row * -self.coef).to(grad_out.dtype)
+                torch.addcmul(rows.neg_e[j], p[j], rows.sum_w[j], out=grad_out[j])
         for j in range(m):
-            grad_out[j].scatter_add_(-1, target[j].unsqueeze(-1), onehot[j])
-        return nll, smooth, kl
+            grad_out[j].scatter_add_(-1, target[j].unsqueeze(-1), rows.onehot[j])
+
+
+class _Rows:
+    """Per-row tensors, built once per call and sliced per chunk (fewer small ops)."""
+
+    def __init__(self, **tensors):
+        self.__dict__.update(tensors)
+
+    def slice(self, start, stop):
+        return _Rows(**{
+            k: (v[..., start:stop, :] if v.dim() == 3 else v[..., start:stop])
+            if isinstance(v, Tensor) else v
+            for k, v in self.__dict__.items()
+        })
 
 
 def _get_compiled_kernel():
@@ -220,52 +229,65 @@ class _FusedRDropLoss(torch.autograd.Function):
         safe_tgt = tgt.masked_fill(pad, 0)  # ignore_index may be out of range (e.g. -100)
 
         acc_dtype = ls_mask_all.dtype
-        nll_rows = torch.zeros(m, n, dtype=acc_dtype, device=logits.device)
-        smooth_rows = torch.zeros(m, n, dtype=acc_dtype, device=logits.device)
-        kl_rows = torch.zeros(n, dtype=acc_dtype, device=logits.device)
+        lp_t_rows = torch.zeros(m, n, dtype=acc_dtype, device=logits.device)
+        lp_sum_rows = torch.zeros(m, n, dtype=acc_dtype, device=logits.device)
+        neg_kl_rows = torch.zeros(n, dtype=acc_dtype, device=logits.device)
+        outputs = _Rows(lp_t=lp_t_rows, lp_sum=lp_sum_rows, neg_kl=neg_kl_rows)
         grad = torch.empty_like(lv, memory_format=torch.contiguous_format) if need_grad else None
 
+        eps_i = epsilon / (vocab - 1)
+        coef = 1.0 - epsilon - eps_i  # weight of the one-hot part of w
+        sum_w = coef + vocab * eps_i  # sum_v w
+        kl_grad = m > 1 and alpha != 0
         # One sync per call (not per chunk): can the per-row eps term be shared by copies?
         same_masks = tgt.stride(0) == 0 or bool(pad.eq(pad[0]).all())
-        kl_grad = m > 1 and alpha != 0
+        ls_row = ls_mask_all.unsqueeze(-1)  # (m, n, 1)
+        consts = _Rows(
+            kl_grad=kl_grad, same_masks=same_masks, kl_weight=kl_weight_all,
+            neg_e=ls_row * -eps_i, sum_w=ls_row * sum_w,
+            b_base=ls_row * sum_w + kl_weight_all.view(1, n, 1) * m,
+            onehot=(ls_row * -coef).to(logits.dtype),
+        )
         c = chunk_rows
         eager = None
         for start in range(0, n, c):
             stop = min(start + c, n)
             rows = stop - start
-            args = [
-                lv[:, start:stop],
-                safe_tgt[:, start:stop],
-                ls_mask_all[:, start:stop],
-                kl_mask_all[start:stop],
-                kl_weight_all[start:stop],
-            ]
             out = None
             if use_compile:
+                args = [
+                    lv[:, start:stop],
+                    safe_tgt[:, start:stop],
+                    ls_mask_all[:, start:stop],
+                    kl_mask_all[start:stop],
+                    kl_weight_all[start:stop],
+                ]
                 # Fixed shapes AND strides (slices of the whole batch have N-dependent
                 # strides): ragged batches never recompile.
                 args = [_pad_rows(t, c) if rows < c else t.contiguous() for t in args]
                 out = _run_compiled(*args, epsilon, need_grad, kl_grad, logits.dtype)
             if out is not None:
-                g, nll, smooth, kl = out
+                g, lp_t, lp_sum, kl = out
                 if need_grad:
                     grad[:, start:stop] = g[:, :rows]
-                nll, smooth, kl = nll[:, :rows], smooth[:, :rows], kl[:rows]
+                lp_t_rows[:, start:stop] = lp_t[:, :rows]
+                lp_sum_rows[:, start:stop] = lp_sum[:, :rows]
+                neg_kl_rows[start:stop] = -kl[:rows]
             else:
                 if eager is None:
-                    eager = _EagerChunk(m, min(c, n), vocab, logits.dtype, logits.device, epsilon)
-                args = [t[..., :rows] if t.dim() < 3 else t[:, :rows] for t in args]
-                g_out = grad[:, start:stop] if need_grad else None
-                nll, smooth, kl = eager(*args, kl_grad, same_masks, g_out)
-            nll_rows[:, start:stop] = nll
-            smooth_rows[:, start:stop] = smooth
-            kl_rows[start:stop] = kl
+                    eager = _EagerChunk(m, min(c, n), vocab, logits.dtype, logits.device)
+                eager(lv[:, start:stop], safe_tgt[:, start:stop], consts.slice(start, stop),
+                      outputs.slice(start, stop), grad[:, start:stop] if need_grad else None)
 
-        eps_i = epsilon / (vocab - 1)
-        nll_loss = nll_rows.sum()
-        ls_loss = (1.0 - epsilon - eps_i) * nll_loss + eps_i * smooth_rows.sum()
-        kl_loss = kl_rows.sum() / (m * (m - 1)) if m > 1 else kl_rows.new_zeros(())
-        loss = ls_loss + alpha * kl_loss if m > 1 else ls_loss
+        # Padding rows are masked here, once, not per chunk.
+        nll_loss = -(lp_t_rows * ls_mask_all).sum()
+        ls_loss = coef * nll_loss - eps_i * (lp_sum_rows * ls_mask_all).sum()
+        if m > 1:
+            kl_loss = -(neg_kl_rows * kl_mask_all).sum() / (m * (m - 1))
+            loss = ls_loss + alpha * kl_loss
+        else:
+            kl_loss = neg_kl_rows.new_zeros(())
+            loss = ls_loss
         ctx.grad_buf = grad
         ctx.logits_shape = logits.shape
         ctx.mark_non_differentiable(nll_loss, kl_loss)

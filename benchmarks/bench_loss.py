@@ -1,0 +1,157 @@
+"""Loss forward+backward alone: fused vs reference vs fairseq's built-in R-Drop ops.
+
+    python benchmarks/bench_loss.py            # 2 x 4096 tokens, V = 10k and 32k
+    python benchmarks/bench_loss.py --quick    # smoke run (2 x 512 tokens)
+
+Each (vocab, mode) runs in its own subprocess so peak RSS is that mode's alone.
+Modes, all on the same fp32 logits (2N, V) with ~6% padding, eps 0.1, alpha 5:
+  ce-2x     no R-Drop: fairseq's label_smoothed_nll_loss on log_softmax of all 2N
+            rows (what a doubled batch costs without the KL; the floor)
+  builtin   fairseq's RdropLabelSmoothedCrossEntropyCriterion.compute_loss ops:
+            label_smoothed_nll_loss on log_softmax + compute_kl_loss (log_softmax
+            and softmax again, two kl_div), through a stand-in model whose
+            get_normalized_probs is fairseq's own utils.log_softmax / utils.softmax
+  reference rdrop_fairseq.loss.rdrop_loss_reference on log_softmax(logits)
+  fused     rdrop_fairseq.fused.fused_rdrop_loss (eager)
+  compiled  fused_rdrop_loss(compile=True); "first call" includes the compile
+"""
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import (REPO, emit, machine_line, markdown_table, median, peak_rss_mb,  # noqa: E402
+                    run_child, timed_reps)
+
+PAD, EPS, ALPHA = 1, 0.1, 5.0
+MODES = ["ce-2x", "builtin", "reference", "fused", "compiled"]
+
+
+class StandInModel:
+    """Just what fairseq's criterion asks of a model: get_normalized_probs on logits."""
+
+    def get_normalized_probs(self, net_output, log_probs, sample=None):
+        from fairseq import utils
+
+        logits = net_output[0]
+        return utils.log_softmax(logits, dim=-1) if log_probs else utils.softmax(logits, dim=-1)
+
+
+def make_loss_fn(mode, n):
+    """A function (logits, target) -> loss performing `mode`'s computation."""
+    import torch
+
+    if mode == "builtin":
+        from fairseq.criterions.label_smoothed_cross_entropy_with_rdrop import compute_kl_loss
+        from fairseq.criterions.label_smoothed_cross_entropy import label_smoothed_nll_loss
+
+        model = StandInModel()
+
+        def builtin(logits, target):  # RdropLabelSmoothedCrossEntropyCriterion.compute_loss
+            net_output = (logits, None)
+            lprobs = model.get_normalized_probs(net_output, log_probs=True)
+            lprobs = lprobs.view(-1, lprobs.size(-1))
+            target = torch.cat([target, target.clone()], dim=0).view(-1)
+            loss, _ = label_smoothed_nll_loss(lprobs, target, EPS, ignore_index=PAD, reduce=True)
+            pad_mask = target[: target.size(0) // 2].unsqueeze(-1).eq(PAD)
+            loss += ALPHA * compute_kl_loss(model, net_output, pad_mask)
+            return loss
+
+        return builtin
+    if mode == "ce-2x":
+        from fairseq.criterions.label_smoothed_cross_entropy import label_smoothed_nll_loss
+        from fairseq import utils
+
+        return lambda logits, target: label_smoothed_nll_loss(
+            utils.log_softmax(logits, dim=-1), target.repeat(2), EPS, ignore_index=PAD)[0]
+    if mode == "reference":
+        from rdrop_fairseq.loss import rdrop_loss_reference
+
+        return lambda logits, target: rdrop_loss_reference(
+            torch.log_softmax(logits, -1), target, 2, ALPHA, EPS, PAD)[0]
+    from rdrop_fairseq.fused import fused_rdrop_loss
+
+    compile_ = mode == "compiled"
+    return lambda logits, target: fused_rdrop_loss(
+        logits, target, 2, ALPHA, EPS, PAD, compile=compile_)[0]
+
+
+def child(mode, vocab, tokens, reps, budget):
+    import time
+
+    import torch
+
+    torch.manual_seed(0)
+    logits = torch.randn(2 * tokens, vocab).mul_(2.0)  # in place: no 2x peak at setup
+    logits.requires_grad_()
+    target = torch.randint(2, vocab, (tokens,))
+    target[::16] = PAD
+    loss_fn = make_loss_fn(mode, tokens)
+    base_rss = peak_rss_mb()
+    values = []
+
+    def step():
+        loss = loss_fn(logits, target)
+        loss.backward()
+        values.append(float(loss))
+        logits.grad = None
+
+    t0 = time.perf_counter()
+    step()  # warm-up; for "compiled" this includes torch.compile
+    first = time.perf_counter() - t0
+    times = timed_reps(step, reps, budget)
+    emit({"mode": mode, "vocab": vocab, "tokens": tokens, "times": times, "first_s": first,
+          "peak_rss_mb": peak_rss_mb(), "base_rss_mb": base_rss, "loss": values[0],
+          "threads": torch.get_num_threads()})
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="smoke run: 2 x 512 tokens, 2 reps")
+    ap.add_argument("--vocab", type=int, nargs="+", default=[10000, 32000])
+    ap.add_argument("--tokens", type=int, default=4096, help="target tokens per copy")
+    ap.add_argument("--reps", type=int, default=5, help="timed repetitions after one warm-up")
+    ap.add_argument("--budget", type=float, default=60.0, help="seconds of timed reps per mode")
+    ap.add_argument("--modes", nargs="+", default=MODES, choices=MODES)
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--child", nargs=5, metavar=("MODE", "V", "TOKENS", "REPS", "BUDGET"),
+                    help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        mode, vocab, tokens, reps, budget = args.child
+        return child(mode, int(vocab), int(tokens), int(reps), float(budget))
+    if args.quick:
+        args.tokens, args.reps, args.budget = 512, 2, 5.0
+
+    print(machine_line(args.threads))
+    print(f"loss forward+backward, 2 x {args.tokens} tokens (fp32 logits), eps {EPS}, alpha {ALPHA}; "
+          f"wall-time median of up to {args.reps} reps after 1 warm-up\n")
+    rows, verdicts = [], []
+    for vocab in args.vocab:
+        res = {}
+        for mode in args.modes:
+            res[mode] = r = run_child(os.path.abspath(__file__),
+                                      [mode, vocab, args.tokens, args.reps, args.budget], args.threads)
+            print(f"  done V={vocab} {mode}: {median(r['times']):.3f}s", file=sys.stderr, flush=True)
+        base = res.get("builtin")
+        for mode, r in res.items():
+            t, extra = median(r["times"]), r["peak_rss_mb"] - r["base_rss_mb"]
+            t_ratio = t / median(base["times"]) if base else float("nan")
+            m_ratio = extra / (base["peak_rss_mb"] - base["base_rss_mb"]) if base else float("nan")
+            p_ratio = r["peak_rss_mb"] / base["peak_rss_mb"] if base else float("nan")
+            rows.append([vocab, mode, f"{t:.3f}", f"{t_ratio:.3f}x", f"{r['first_s']:.2f}",
+                         f"{r['peak_rss_mb']:.0f}", f"{extra:.0f}", f"{m_ratio:.3f}x",
+                         f"{p_ratio:.3f}x", f"{r['loss']:.2f}", len(r["times"])])
+            if mode == "fused" and base:
+                verdicts.append(f"V={vocab}: fused time {t_ratio:.3f}x built-in (target <= 0.10x: "
+                                f"{'met' if t_ratio <= 0.10 else 'MISSED'}); extra memory "
+                                f"{m_ratio:.3f}x (target <= 0.25x: {'met' if m_ratio <= 0.25 else 'MISSED'})"
+                                f"; whole-process peak RSS {p_ratio:.3f}x")
+    print(markdown_table(
+        ["V", "impl", "median s", "time vs built-in", "first call s", "peak RSS MB",
+         "extra MB over inputs", "extra vs built-in", "peak RSS vs built-in", "loss", "reps"], rows))
+    print("\n" + "\n".join(verdicts))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,210 @@
+"""One full training step (forward + criterion + backward) of a real fairseq transformer.
+
+    python benchmarks/bench_step.py            # V = 10k and 32k, 64 x 32 tokens per copy
+    python benchmarks/bench_step.py --quick    # smoke run (V = 10k, 16 x 32 tokens)
+
+Model: fairseq ``transformer`` (2+2 layers, d=256, 4 heads, FFN 1024, dropout 0.1,
+shared embeddings), a TranslationTask over a Dictionary of V symbols, random tokens
+(no data files). Each mode runs in its own subprocess (peak RSS is its own):
+  baseline     label_smoothed_cross_entropy on the per-copy batch (B sentences)
+  baseline-2x  label_smoothed_cross_entropy on the doubled batch (2B): the floor for R-Drop
+  builtin      fairseq's own label_smoothed_cross_entropy_with_rdrop (rdrop_fairseq NOT imported)
+  fused        rdrop_fairseq's criterion, --rdrop-impl fused
+  reference    rdrop_fairseq's criterion, --rdrop-impl reference
+  compiled     rdrop_fairseq's criterion, --rdrop-impl fused --rdrop-compile
+all with label smoothing 0.1 and (R-Drop modes) alpha 5, m = 2.
+"""
+import argparse
+import os
+import sys
+from argparse import Namespace
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import (emit, machine_line, markdown_table, median, peak_rss_mb,  # noqa: E402
+                    run_child, timed_reps)
+
+EPS, ALPHA = 0.1, 5.0
+MODES = ["baseline", "baseline-2x", "builtin", "fused", "reference", "compiled"]
+
+
+def build_task(vocab):
+    from fairseq.data import Dictionary
+    from fairseq.tasks.translation import TranslationConfig, TranslationTask
+
+    d = Dictionary()
+    for i in range(vocab - len(d)):
+        d.add_symbol(f"w{i}")
+    return TranslationTask(TranslationConfig(), d, d)
+
+
+def build_model(task):
+    import torch
+    from fairseq.models.transformer import TransformerModel, base_architecture
+
+    args = Namespace(
+        arch="transformer", encoder_layers=2, decoder_layers=2, encoder_embed_dim=256,
+        decoder_embed_dim=256, encoder_ffn_embed_dim=1024, decoder_ffn_embed_dim=1024,
+        encoder_attention_heads=4, decoder_attention_heads=4, dropout=0.1,
+        attention_dropout=0.0, activation_dropout=0.0, share_all_embeddings=True,
+        max_source_positions=256, max_target_positions=256,
+    )
+    base_architecture(args)
+    torch.manual_seed(0)
+    return TransformerModel.build_model(args, task)
+
+
+def make_batch(task, bsz, length, seed=1):
+    """Random sentences, right-padded targets (every 8th sentence 1/4 shorter)."""
+    import torch
+
+    d = task.target_dictionary
+    g = torch.Generator().manual_seed(seed)
+    src = torch.randint(d.nspecial, len(d), (bsz, length), generator=g)
+    tgt = torch.randint(d.nspecial, len(d), (bsz, length), generator=g)
+    tgt[:, -1] = d.eos()
+    short = length - length // 4
+    tgt[::8, short:] = d.pad()
+    tgt[::8, short - 1] = d.eos()
+    prev = torch.cat([torch.full((bsz, 1), d.eos()), tgt[:, :-1]], 1)
+    prev[::8, short:] = d.pad()
+    return {
+        "id": torch.arange(bsz),
+        "net_input": {"src_tokens": src, "src_lengths": torch.full((bsz,), length),
+                      "prev_output_tokens": prev},
+        "target": tgt,
+        "ntokens": int(tgt.ne(d.pad()).sum()),
+        "nsentences": bsz,
+    }
+
+
+def double(sample):
+    import torch
+
+    return {
+        **sample,
+        "net_input": {k: torch.cat([v, v]) for k, v in sample["net_input"].items()},
+        "target": torch.cat([sample["target"], sample["target"]]),
+        "ntokens": 2 * sample["ntokens"],
+        "nsentences": 2 * sample["nsentences"],
+        "id": torch.arange(2 * sample["nsentences"]),
+    }
+
+
+def build_criterion(mode, task):
+    if mode in ("baseline", "baseline-2x"):
+        from fairseq.criterions.label_smoothed_cross_entropy import LabelSmoothedCrossEntropyCriterion
+
+        return LabelSmoothedCrossEntropyCriterion(task, False, EPS)
+    if mode == "builtin":
+        # Imported before (and without) rdrop_fairseq, so this is fairseq's own class.
+        from fairseq.criterions.label_smoothed_cross_entropy_with_rdrop import (
+            RdropLabelSmoothedCrossEntropyCriterion,
+        )
+
+        return RdropLabelSmoothedCrossEntropyCriterion(task, False, EPS, rdrop_alpha=ALPHA)
+    from rdrop_fairseq.criterion import RDropLabelSmoothedCrossEntropyCriterion
+
+    crit = RDropLabelSmoothedCrossEntropyCriterion(
+        task, False, EPS, rdrop_alpha=ALPHA, rdrop_passes=2,
+        rdrop_impl="reference" if mode == "reference" else "fused",
+        rdrop_compile=mode == "compiled",
+    )
+    crit.set_num_updates(1)
+    return crit
+
+
+def child(mode, vocab, bsz, length, reps, budget):
+    import time
+
+    import torch
+
+    task = build_task(vocab)
+    model = build_model(task)
+    model.train()
+    criterion = build_criterion(mode, task)
+    if mode == "builtin":
+        assert type(criterion).__module__.startswith("fairseq."), type(criterion)
+        assert "rdrop_fairseq" not in sys.modules
+    sample = make_batch(task, bsz, length)
+    if mode == "baseline-2x":
+        sample = double(sample)
+    base_rss = peak_rss_mb()
+    losses = []
+
+    def step():
+        # a fresh outer dict each step: the built-in duplicates net_input in place
+        fresh = {**sample, "net_input": dict(sample["net_input"])}
+        loss, sample_size, _ = criterion(model, fresh)
+        loss.backward()
+        losses.append(float(loss) / sample_size)
+        model.zero_grad(set_to_none=True)
+
+    t0 = time.perf_counter()
+    step()  # warm-up (and compile, for "compiled")
+    first = time.perf_counter() - t0
+    times = timed_reps(step, reps, budget)
+    emit({"mode": mode, "vocab": vocab, "times": times, "first_s": first,
+          "peak_rss_mb": peak_rss_mb(), "base_rss_mb": base_rss, "loss": losses[0],
+          "tokens": sample["ntokens"], "threads": torch.get_num_threads()})
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="smoke run: V=10k, 16 x 32 tokens, 2 reps")
+    ap.add_argument("--vocab", type=int, nargs="+", default=[10000, 32000])
+    ap.add_argument("--sentences", type=int, default=64, help="sentences per copy")
+    ap.add_argument("--length", type=int, default=32, help="source and target length")
+    ap.add_argument("--reps", type=int, default=5, help="timed steps after one warm-up")
+    ap.add_argument("--budget", type=float, default=40.0, help="seconds of timed steps per mode")
+    ap.add_argument("--modes", nargs="+", default=MODES, choices=MODES)
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--child", nargs=6, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        mode, vocab, bsz, length, reps, budget = args.child
+        return child(mode, int(vocab), int(bsz), int(length), int(reps), float(budget))
+    if args.quick:
+        args.vocab, args.sentences, args.reps, args.budget = [10000], 16, 2, 5.0
+
+    print(machine_line(args.threads))
+    print(f"training step (forward + criterion + backward), transformer 2+2 x 256, "
+          f"{args.sentences} x {args.length} tokens per copy; eps {EPS}, alpha {ALPHA}; "
+          f"wall-time median of up to {args.reps} steps after 1 warm-up\n")
+    rows, verdicts = [], []
+    for vocab in args.vocab:
+        res = {}
+        for mode in args.modes:
+            res[mode] = r = run_child(os.path.abspath(__file__),
+                                      [mode, vocab, args.sentences, args.length, args.reps, args.budget],
+                                      args.threads)
+            print(f"  done V={vocab} {mode}: {median(r['times']):.3f}s", file=sys.stderr, flush=True)
+
+        def ratio(mode, ref, key):
+            if mode not in res or ref not in res:
+                return float("nan")
+            if key == "time":
+                return median(res[mode]["times"]) / median(res[ref]["times"])
+            return res[mode]["peak_rss_mb"] / res[ref]["peak_rss_mb"]
+
+        for mode, r in res.items():
+            rows.append([vocab, mode, r["tokens"], f"{median(r['times']):.3f}",
+                         f"{ratio(mode, 'baseline', 'time'):.2f}x", f"{ratio(mode, 'baseline-2x', 'time'):.2f}x",
+                         f"{r['first_s']:.2f}", f"{r['peak_rss_mb']:.0f}",
+                         f"{r['peak_rss_mb'] - r['base_rss_mb']:.0f}", f"{ratio(mode, 'builtin', 'rss'):.2f}x",
+                         f"{r['loss']:.4f}", len(r["times"])])
+        if "fused" in res:
+            t1, t2, mem = ratio("fused", "baseline", "time"), ratio("fused", "baseline-2x", "time"), \
+                ratio("fused", "builtin", "rss")
+            verdicts.append(
+                f"V={vocab}: fused {t2:.2f}x baseline-2x (target <= 1.10x: {'met' if t2 <= 1.10 else 'MISSED'}), "
+                f"{t1:.2f}x baseline (target <= 2.05x: {'met' if t1 <= 2.05 else 'MISSED'}), "
+                f"peak RSS {mem:.2f}x built-in (target <= 0.6x: {'met' if mem <= 0.6 else 'MISSED'})")
+    print(markdown_table(
+        ["V", "criterion", "target tokens", "median s/step", "vs baseline", "vs baseline-2x",
+         "first step s", "peak RSS MB", "extra MB over setup", "peak RSS vs built-in",
+         "loss/token", "steps"], rows))
+    print("\n" + "\n".join(verdicts))
+
+
+if __name__ == "__main__":
+    main()

@@ -13,6 +13,8 @@ set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HERE/../../.." && pwd)"
+# shellcheck source=../../common/pair.sh
+source "$REPO/recipes/common/pair.sh"
 USER_DIR="$REPO/rdrop_fairseq"
 PYTHON="${PYTHON:-python}"
 SETTING="${SETTING:-full}"
@@ -87,30 +89,7 @@ evaluate() {  # evaluate NAME: beam search on test with the best checkpoint, the
 done_or_run prepare prepare
 BASELINE=(--criterion label_smoothed_cross_entropy --label-smoothing 0.1)
 RDROP=(--criterion label_smoothed_cross_entropy_with_rdrop --label-smoothing 0.1 --rdrop-alpha "$ALPHA")
-start=$(date +%s)
-if [[ ! -f "$WORK/train.done" ]]; then
-  echo "[stage] train: baseline and R-Drop in parallel (logs: $WORK/{baseline,rdrop}/train.log)"
-  train baseline "${BASELINE[@]}" & pid_base=$!
-  train rdrop "${RDROP[@]}" & pid_rdrop=$!
-  status=0; wait $pid_base || status=$?; wait $pid_rdrop || status=$?
-  if [[ $status -ne 0 ]]; then
-    echo "run.sh: training failed; see the end of $WORK/{baseline,rdrop}/train.log" >&2
-    tail -5 "$WORK/baseline/train.log" "$WORK/rdrop/train.log" >&2; exit 1
-  fi
-  touch "$WORK/train.done"
-fi
-echo "[time] training: $(( $(date +%s) - start ))s"
+train_pair BASELINE RDROP
 for name in baseline rdrop; do echo -n "[test] $name: "; evaluate "$name"; done
 
-# docs/img holds the curves of the settings a user reports; tiny (tests) keeps its own in $WORK
-DEFAULT_PLOT="$REPO/docs/img/scitldr_${SETTING}_valid.png"
-[[ "$SETTING" == tiny ]] && DEFAULT_PLOT="$WORK/valid.png"
-PLOT="${PLOT:-$DEFAULT_PLOT}"
-PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" - "$WORK" "$PLOT" "$SETTING" "$ALPHA" <<'PY'
-import sys
-from recipes.common.plot import plot_runs, read_valid_stats
-work, png, setting, alpha = sys.argv[1:]
-curves = {"baseline": read_valid_stats(f"{work}/baseline/train.log"),
-          f"R-Drop (alpha {alpha})": read_valid_stats(f"{work}/rdrop/train.log")}
-print("[plot]", plot_runs(curves, png, f"SciTLDR-A ({setting}): validation", ("valid_loss", "valid_ppl")))
-PY
+plot_pair scitldr "SciTLDR-A" "$ALPHA"

@@ -234,13 +234,19 @@ def main(argv=None):
     parser.add_argument("--workdir", type=Path, help="output folder (default: <repo>/work/multi30k-<setting>)")
     parser.add_argument("--plot", type=Path, help="where to save the PNG (default: <workdir>/valid_curves.png)")
     parser.add_argument("--max-epoch", type=int, help="override the setting's number of epochs (both runs)")
+    parser.add_argument("--rdrop-alpha", type=float, help="override the setting's R-Drop alpha")
     args = parser.parse_args(argv)
     cfg = dict(SETTINGS[args.setting])
     if args.max_epoch is not None:
         if args.max_epoch < 1:
             parser.error(f"--max-epoch must be >= 1, got {args.max_epoch}")
         cfg["max_epoch"] = args.max_epoch
+    if args.rdrop_alpha is not None:
+        if not args.rdrop_alpha > 0:
+            parser.error(f"--rdrop-alpha must be > 0, got {args.rdrop_alpha}")
+        cfg["rdrop_alpha"] = args.rdrop_alpha
     suffix = "" if args.max_epoch is None else f"-e{args.max_epoch}"
+    suffix += "" if args.rdrop_alpha is None else f"-a{args.rdrop_alpha:g}"
     workdir = (args.workdir or REPO / "work" / f"multi30k-{args.setting}{suffix}").resolve()
     check_same_config(workdir, cfg)
     bin_dir = Path(sys.executable).parent

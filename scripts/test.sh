@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Sets up ./.venv (scripts/setup.sh) and runs the whole test suite (~10 min on 2 cores).
+# Sets up ./.venv (scripts/setup.sh) and runs the whole test suite (~5 min on 2 cores).
 # Data-dependent tests read RDROP_DATA_DIR, defaulting to ../shared/data beside the repo.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -20,7 +20,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import (REPO, emit, machine_line, markdown_table, median, peak_rss_mb,  # noqa: E402
+from common import (emit, machine_line, markdown_table, median, peak_rss_mb,  # noqa: E402
                     run_child, timed_reps)
 
 PAD, EPS, ALPHA = 1, 0.1, 5.0
@@ -41,9 +41,10 @@ def make_loss_fn(mode, n):
     """A function (logits, target) -> loss performing `mode`'s computation."""
     import torch
 
+    if mode in ("builtin", "ce-2x"):
+        from fairseq.criterions.label_smoothed_cross_entropy import label_smoothed_nll_loss
     if mode == "builtin":
         from fairseq.criterions.label_smoothed_cross_entropy_with_rdrop import compute_kl_loss
-        from fairseq.criterions.label_smoothed_cross_entropy import label_smoothed_nll_loss
 
         model = StandInModel()
 
@@ -59,7 +60,6 @@ def make_loss_fn(mode, n):
 
         return builtin
     if mode == "ce-2x":
-        from fairseq.criterions.label_smoothed_cross_entropy import label_smoothed_nll_loss
         from fairseq import utils
 
         return lambda logits, target: label_smoothed_nll_loss(

@@ -124,3 +124,15 @@ def test_smoke_preparation_runs_every_stage_and_resumes(tmp_path, monkeypatch, c
     capsys.readouterr()
     prepare.prepare(tmp_path, smoke=True, bpe_tokens=300)
     assert capsys.readouterr().out.count("already done") == 6
+
+
+def test_split_sizes_are_checked_against_the_published_counts(our_tmp, tmp_path, capsys):
+    # the real test set (6750 pairs) passes; a short train/valid pair is named in the warning
+    for name in ("train", "valid", "test"):
+        lines = prepare.read_lines(our_tmp / "test.de") if name == "test" else ["a"] * 5
+        prepare.write_lines(tmp_path / f"{name}.de", lines)
+    prepare.check_split_sizes(tmp_path)
+    out = capsys.readouterr().out
+    assert "train has 5 sentence pairs; prepare-iwslt14.sh gives 160239" in out
+    assert "valid has 5 sentence pairs; prepare-iwslt14.sh gives 7283" in out
+    assert "test has" not in out

@@ -3,8 +3,8 @@
 # (same seed, same epochs), beam-search TLDRs for the test abstracts, ROUGE-1/2/L F1 against all
 # of each paper's TLDRs (best reference kept).  See README.md for what it printed.
 #
-#   SETTING=full    bash recipes/summarization/scitldr/run.sh   # default, ~1 h on 2 free cores
-#   SETTING=reduced bash ...                                    # the run reported in docs/results.md
+#   SETTING=full    bash recipes/summarization/scitldr/run.sh   # default, ~1 h; docs/results.md
+#   SETTING=reduced bash ...                                    # 15 min; docs/results.md
 #   SETTING=tiny    bash ...                                    # seconds; used by the tests
 #
 # The two runs train at the same time, one thread each.  Outputs go to $WORK (default

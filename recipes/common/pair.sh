@@ -1,6 +1,12 @@
 # Shared by the CPU baseline-vs-R-Drop recipes (wikitext2/run.sh, scitldr/run.sh); source it.
 # The caller defines `train NAME CRITERION_ARGS...` and sets WORK, REPO, PYTHON, SETTING.
 
+# done_or_run NAME CMD...: run CMD once; a $WORK/NAME.done marker records success.
+done_or_run() {
+  if [[ -f "$WORK/$1.done" ]]; then echo "[stage] $1: already done"; return; fi
+  echo "[stage] $1"; "${@:2}"; touch "$WORK/$1.done"
+}
+
 # train_pair BASELINE_ARRAY_NAME RDROP_ARRAY_NAME: both runs side by side (one thread each,
 # same seed and settings), once: a train.done marker makes a rerun skip them.
 train_pair() {

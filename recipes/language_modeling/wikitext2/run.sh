@@ -36,10 +36,6 @@ case "$SETTING" in
 esac
 
 mkdir -p "$WORK"
-done_or_run() {  # done_or_run NAME CMD...: run CMD once; a NAME.done marker records success
-  if [[ -f "$WORK/$1.done" ]]; then echo "[stage] $1: already done"; return; fi
-  echo "[stage] $1"; "${@:2}"; touch "$WORK/$1.done"
-}
 
 prepare() {
   rm -rf "$WORK/text" "$WORK/bin"

@@ -20,8 +20,8 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import (emit, machine_line, markdown_table, median, peak_rss_mb,  # noqa: E402
-                    run_child, timed_reps)
+from common import (add_mode_options, emit, machine_line, markdown_table, median,  # noqa: E402
+                    peak_rss_mb, run_modes, timed_reps)
 
 PAD, EPS, ALPHA = 1, 0.1, 5.0
 MODES = ["ce-2x", "builtin", "reference", "fused", "compiled"]
@@ -108,12 +108,8 @@ def child(mode, vocab, tokens, reps, budget):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="smoke run: 2 x 512 tokens, 2 reps")
-    ap.add_argument("--vocab", type=int, nargs="+", default=[10000, 32000])
     ap.add_argument("--tokens", type=int, default=4096, help="target tokens per copy")
-    ap.add_argument("--reps", type=int, default=5, help="timed repetitions after one warm-up")
-    ap.add_argument("--budget", type=float, default=60.0, help="seconds of timed reps per mode")
-    ap.add_argument("--modes", nargs="+", default=MODES, choices=MODES)
-    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    add_mode_options(ap, MODES, reps=5, budget_s=60.0, unit="reps")
     ap.add_argument("--child", nargs=5, metavar=("MODE", "V", "TOKENS", "REPS", "BUDGET"),
                     help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -128,11 +124,8 @@ def main():
           f"wall-time median of up to {args.reps} reps after 1 warm-up\n")
     rows, verdicts = [], []
     for vocab in args.vocab:
-        res = {}
-        for mode in args.modes:
-            res[mode] = r = run_child(os.path.abspath(__file__),
-                                      [mode, vocab, args.tokens, args.reps, args.budget], args.threads)
-            print(f"  done V={vocab} {mode}: {median(r['times']):.3f}s", file=sys.stderr, flush=True)
+        res = run_modes(os.path.abspath(__file__), args.modes, vocab,
+                        [args.tokens, args.reps, args.budget], args.threads)
         base = res.get("builtin")
         for mode, r in res.items():
             t, extra = median(r["times"]), r["peak_rss_mb"] - r["base_rss_mb"]

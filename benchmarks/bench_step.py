@@ -20,8 +20,8 @@ import sys
 from argparse import Namespace
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import (emit, machine_line, markdown_table, median, peak_rss_mb,  # noqa: E402
-                    run_child, timed_reps)
+from common import (add_mode_options, emit, machine_line, markdown_table, median,  # noqa: E402
+                    peak_rss_mb, run_modes, timed_reps)
 
 EPS, ALPHA = 0.1, 5.0
 MODES = ["baseline", "baseline-2x", "builtin", "fused", "reference", "compiled"]
@@ -151,13 +151,9 @@ def child(mode, vocab, bsz, length, reps, budget):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="smoke run: V=10k, 16 x 32 tokens, 2 reps")
-    ap.add_argument("--vocab", type=int, nargs="+", default=[10000, 32000])
     ap.add_argument("--sentences", type=int, default=64, help="sentences per copy")
     ap.add_argument("--length", type=int, default=32, help="source and target length")
-    ap.add_argument("--reps", type=int, default=5, help="timed steps after one warm-up")
-    ap.add_argument("--budget", type=float, default=40.0, help="seconds of timed steps per mode")
-    ap.add_argument("--modes", nargs="+", default=MODES, choices=MODES)
-    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    add_mode_options(ap, MODES, reps=5, budget_s=40.0, unit="steps")
     ap.add_argument("--child", nargs=6, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -172,12 +168,8 @@ def main():
           f"wall-time median of up to {args.reps} steps after 1 warm-up\n")
     rows, verdicts = [], []
     for vocab in args.vocab:
-        res = {}
-        for mode in args.modes:
-            res[mode] = r = run_child(os.path.abspath(__file__),
-                                      [mode, vocab, args.sentences, args.length, args.reps, args.budget],
-                                      args.threads)
-            print(f"  done V={vocab} {mode}: {median(r['times']):.3f}s", file=sys.stderr, flush=True)
+        res = run_modes(os.path.abspath(__file__), args.modes, vocab,
+                        [args.sentences, args.length, args.reps, args.budget], args.threads)
 
         def ratio(mode, ref, key):
             if mode not in res or ref not in res:

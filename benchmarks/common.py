@@ -53,6 +53,24 @@ def run_child(script: str, args, threads: int, timeout: float = 900):
                        + proc.stdout[-3000:])
 
 
+def add_mode_options(ap, modes, reps: int, budget_s: float, unit: str):
+    """The options of the per-mode benchmarks (bench_loss, bench_step); ``unit`` names a timed run."""
+    ap.add_argument("--vocab", type=int, nargs="+", default=[10000, 32000])
+    ap.add_argument("--reps", type=int, default=reps, help=f"timed {unit} after one warm-up")
+    ap.add_argument("--budget", type=float, default=budget_s, help=f"seconds of timed {unit} per mode")
+    ap.add_argument("--modes", nargs="+", default=modes, choices=modes)
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+
+
+def run_modes(script: str, modes, vocab: int, child_args, threads: int):
+    """Measure each mode in its own child (``script --child MODE VOCAB *child_args``): {mode: result}."""
+    results = {}
+    for mode in modes:
+        results[mode] = r = run_child(script, [mode, vocab, *child_args], threads)
+        print(f"  done V={vocab} {mode}: {median(r['times']):.3f}s", file=sys.stderr, flush=True)
+    return results
+
+
 def median(xs):
     return statistics.median(xs) if xs else float("nan")
 

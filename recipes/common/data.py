@@ -13,6 +13,8 @@ marker; a rerun skips every stage whose marker exists.
 import hashlib
 import os
 import shutil
+import subprocess
+import sys
 import time
 import urllib.request
 from contextlib import contextmanager
@@ -26,12 +28,17 @@ class DataError(RuntimeError):
     """A corpus file is missing, or its content does not match the expected checksum."""
 
 
-def sha256_of(path):
-    digest = hashlib.sha256()
+def file_digest(path, algorithm="sha256"):
+    """Hex digest of a file, read in 1 MiB blocks (archives can be large)."""
+    digest = hashlib.new(algorithm)
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def sha256_of(path):
+    return file_digest(path, "sha256")
 
 
 def cache_dir():
@@ -142,3 +149,18 @@ class Stages:
         self.marker(name).write_text(f"finished in {time.time() - start:.1f}s\n")
         self.log(f"[stage] {name}: done in {time.time() - start:.1f}s")
         return result
+
+
+def binarize_joined(prefix_dir, dest_dir, src, tgt, workers=1, bin_dir=None, tag="data"):
+    """``fairseq-preprocess`` of ``{train,valid,test}.{src,tgt}`` under ``prefix_dir`` into ``dest_dir``
+    with one joined dictionary (what ``--share-all-embeddings`` needs), written atomically."""
+    bin_dir = Path(bin_dir or Path(sys.executable).parent)
+    with atomic_path(dest_dir) as dest:
+        cmd = [
+            str(bin_dir / "fairseq-preprocess"), "--source-lang", src, "--target-lang", tgt,
+            "--trainpref", f"{prefix_dir}/train", "--validpref", f"{prefix_dir}/valid",
+            "--testpref", f"{prefix_dir}/test", "--destdir", str(dest),
+            "--joined-dictionary", "--workers", str(workers),
+        ]
+        print(f"[{tag}] " + " ".join(cmd), flush=True)
+        subprocess.run(cmd, check=True)

@@ -18,9 +18,7 @@ Usage: python prepare.py [--workdir work/iwslt14] [--smoke] [--bpe-tokens 10000]
 """
 
 import argparse
-import hashlib
 import os
-import subprocess
 import sys
 import tarfile
 import urllib.request
@@ -28,7 +26,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 from recipes.common.data import (  # noqa: E402
-    DATA_DIR_ENV, DataError, Stages, atomic_path, cache_dir, download, resolve, sha256_of,
+    DATA_DIR_ENV, DataError, Stages, atomic_path, binarize_joined, cache_dir, download, file_digest, resolve,
+    sha256_of,
 )
 from recipes.common import moses  # noqa: E402
 
@@ -137,7 +136,7 @@ def _download_tgz():
             part.unlink(missing_ok=True)
             raise
         os.replace(part, path)
-    md5 = hashlib.md5(path.read_bytes()).hexdigest()
+    md5 = file_digest(path, "md5")
     agrees = "matches" if md5 == REPORTED_TGZ_MD5 else "DIFFERS FROM"
     print(
         "\n" + "!" * 78 + f"\n[iwslt14] WARNING: {path.name} is NOT checked against a pinned sha256 "
@@ -246,19 +245,6 @@ def apply_bpe_files(codes, tmp_dir, prep_dir, splits):
             write_lines(Path(prep_dir) / f"{name}.{lang}", lines)
 
 
-def binarize(prep_dir, dest_dir, workers):
-    with atomic_path(dest_dir) as dest:
-        cmd = [
-            str(Path(sys.executable).parent / "fairseq-preprocess"),
-            "--source-lang", SRC, "--target-lang", TGT,
-            "--trainpref", f"{prep_dir}/train", "--validpref", f"{prep_dir}/valid",
-            "--testpref", f"{prep_dir}/test", "--destdir", str(dest),
-            "--joined-dictionary", "--workers", str(workers),
-        ]
-        print("[iwslt14] " + " ".join(cmd), flush=True)
-        subprocess.run(cmd, check=True)
-
-
 def prepare(workdir, smoke=False, bpe_tokens=10000, workers=1):
     """Run every stage not yet done under ``workdir``; return the fairseq data folder."""
     workdir = Path(workdir)
@@ -282,7 +268,7 @@ def prepare(workdir, smoke=False, bpe_tokens=10000, workers=1):
     if not smoke:
         check_split_sizes(tmp)
     stages.run("bpe", bpe, tmp, prep, bpe_tokens)
-    stages.run("binarize", binarize, prep, workdir / "data-bin", workers)
+    stages.run("binarize", binarize_joined, prep, workdir / "data-bin", SRC, TGT, workers, tag="iwslt14")
     return workdir / "data-bin"
 
 

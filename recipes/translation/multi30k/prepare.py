@@ -9,12 +9,11 @@ The test split is test_2016_flickr; detokenized references for sacreBLEU stay in
 """
 
 import gzip
-import subprocess
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
-from recipes.common.data import Stages, atomic_path, resolve  # noqa: E402
+from recipes.common.data import Stages, atomic_path, binarize_joined, resolve  # noqa: E402
 
 COMMIT = "a3d2e0d26b56f3846f66a952536ffed4e401d05a"
 URL = f"https://raw.githubusercontent.com/multi30k/dataset/{COMMIT}/data/task1/raw/{{name}}"
@@ -81,26 +80,13 @@ def encode(workdir):
                 (out / f"{split}.{lang}").write_text("\n".join(pieces) + "\n", encoding="utf-8")
 
 
-def binarize(workdir, bin_dir):
-    prefix = workdir / "spm"
-    with atomic_path(workdir / "data-bin") as dest:
-        cmd = [
-            str(bin_dir / "fairseq-preprocess"), "--source-lang", "de", "--target-lang", "en",
-            "--trainpref", f"{prefix}/train", "--validpref", f"{prefix}/valid",
-            "--testpref", f"{prefix}/test", "--destdir", str(dest),
-            "--joined-dictionary", "--workers", "1",
-        ]
-        print("[prepare] " + " ".join(cmd), flush=True)
-        subprocess.run(cmd, check=True)
-
-
 def prepare(workdir, vocab_size, model_type="unigram", max_lines=None, bin_dir=None):
     """Run every stage not yet done under ``workdir``; return the fairseq data folder."""
     workdir = Path(workdir)
-    bin_dir = Path(bin_dir or Path(sys.executable).parent)
     stages = Stages(workdir / "stages")
     stages.run("extract", extract, workdir, max_lines or {})
     stages.run("spm", train_spm, workdir, vocab_size, model_type)
     stages.run("encode", encode, workdir)
-    stages.run("binarize", binarize, workdir, bin_dir)
+    stages.run("binarize", binarize_joined, workdir / "spm", workdir / "data-bin", "de", "en",
+               bin_dir=bin_dir, tag="prepare")
     return workdir / "data-bin"

@@ -24,14 +24,15 @@ import itertools
 import multiprocessing
 import os
 import shutil
-import subprocess
 import sys
 import tarfile
 import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
-from recipes.common.data import DataError, Stages, atomic_path, cache_dir, sha256_of  # noqa: E402
+from recipes.common.data import (  # noqa: E402
+    DataError, Stages, atomic_path, binarize_joined, cache_dir, sha256_of,
+)
 from recipes.common import moses  # noqa: E402
 
 SRC, TGT = "en", "de"
@@ -211,18 +212,6 @@ def _same_length_pairs(src_lines, tgt_lines):
         yield src, tgt
 
 
-def binarize(prep, dest_dir, workers):
-    with atomic_path(dest_dir) as dest:
-        cmd = [
-            str(Path(sys.executable).parent / "fairseq-preprocess"),
-            "--source-lang", SRC, "--target-lang", TGT,
-            "--trainpref", f"{prep}/train", "--validpref", f"{prep}/valid", "--testpref", f"{prep}/test",
-            "--destdir", str(dest), "--joined-dictionary", "--workers", str(workers),
-        ]
-        print("[wmt14] " + " ".join(cmd), flush=True)
-        subprocess.run(cmd, check=True)
-
-
 def prepare(workdir, icml17=False, workers=1, bpe_tokens=40000, orig=None, sha256_file=None):
     workdir = Path(workdir)
     prep = workdir / "wmt14_en_de"
@@ -248,7 +237,7 @@ def prepare(workdir, icml17=False, workers=1, bpe_tokens=40000, orig=None, sha25
     stages.run("split", split, tmp)
     stages.run("bpe", bpe, tmp, prep, bpe_tokens, workers)
     stages.run("clean", clean, tmp, prep)
-    stages.run("binarize", binarize, prep, workdir / "data-bin", workers)
+    stages.run("binarize", binarize_joined, prep, workdir / "data-bin", SRC, TGT, workers, tag="wmt14")
     return workdir / "data-bin"
 
 

@@ -26,7 +26,7 @@ from .adaptive_math import adaptive_rdrop_loss
 from .criterion import RDropLabelSmoothedCrossEntropyConfig
 from .model_utils import duplicate_net_input, unwrap_model
 from .registry import register_criterion_replacing
-from .schedule import RDropSchedule, log_rdrop_kl
+from .schedule import RDropSchedule, log_rdrop_kl, per_copy_data_loss, rdrop_logging
 
 CRITERION_NAME = "adaptive_loss_with_rdrop"
 
@@ -96,13 +96,12 @@ class AdaptiveLossWithRDrop(RDropSchedule, AdaptiveLoss):
         ntokens = utils.strip_pad(target, self.padding_idx).numel()
         sample_size = batch_size if self.sentence_avg else ntokens  # of ONE copy
         logging_output = {
-            "loss": loss.data,
+            "loss": per_copy_data_loss(loss, kl, alpha, m),  # comparable with valid_loss
             "nll_loss": nll.data / m,  # per copy, so ppl is not the m-th power
             "ntokens": ntokens,
             "nsentences": batch_size,
             "sample_size": sample_size,
-            "rdrop_kl_loss": kl.data,
-            "rdrop_ntokens": ntokens,
+            **rdrop_logging(loss, kl, sample_size, ntokens),
         }
         return loss, sample_size, logging_output
 
@@ -111,7 +110,8 @@ class AdaptiveLossWithRDrop(RDropSchedule, AdaptiveLoss):
         """adaptive_loss's metrics, with nll_loss always logged and ppl taken from it.
 
         On plain steps the loss is the NLL (no ``nll_loss`` key, as adaptive_loss);
-        on R-Drop steps it includes alpha * KL, so ppl must come from ``nll_loss``.
+        on R-Drop steps the logged loss is per copy without the KL, and ppl comes from
+        ``nll_loss``.
         """
         loss_sum = utils.item(sum(log.get("loss", 0) for log in logging_outputs))
         nll_sum = utils.item(sum(log.get("nll_loss", log.get("loss", 0)) for log in logging_outputs))

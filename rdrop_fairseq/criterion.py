@@ -25,7 +25,7 @@ from fairseq.dataclass import ChoiceEnum
 from .loss import rdrop_loss_reference
 from .model_utils import duplicate_net_input, has_plain_softmax_output, normalized_log_probs
 from .registry import register_criterion_replacing
-from .schedule import RDropSchedule, log_rdrop_kl
+from .schedule import RDropSchedule, log_rdrop_kl, per_copy_data_loss, rdrop_logging
 
 logger = logging.getLogger(__name__)
 
@@ -123,15 +123,16 @@ class RDropLabelSmoothedCrossEntropyCriterion(RDropSchedule, LabelSmoothedCrossE
 
         sample_size = batch_size if self.sentence_avg else sample["ntokens"]
         logging_output = {
-            "loss": loss.data,
+            # Logged per copy and without the KL term, so train loss reads on the same scale
+            # as the baseline's and as valid_loss; the optimised value is rdrop_objective.
+            "loss": per_copy_data_loss(loss, kl_loss, alpha, m),
             "nll_loss": nll_loss.data,
             "ntokens": sample["ntokens"],
             "nsentences": batch_size,
             "sample_size": sample_size,
         }
         if kl_loss is not None:
-            logging_output["rdrop_kl_loss"] = kl_loss.data
-            logging_output["rdrop_ntokens"] = sample["ntokens"]
+            logging_output.update(rdrop_logging(loss, kl_loss, sample_size, sample["ntokens"]))
         if self.report_accuracy:
             n_correct, total = self._accuracy(model, net_output, sample, m)
             logging_output["n_correct"] = utils.item(n_correct.data)

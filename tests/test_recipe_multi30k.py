@@ -13,12 +13,16 @@ from conftest import REPO
 RECIPE = REPO / "recipes" / "translation" / "multi30k"
 
 
-def _load_run_module():
+def _load_module(name, path):
     sys.path.insert(0, str(RECIPE))
-    spec = importlib.util.spec_from_file_location("multi30k_run", RECIPE / "run.py")
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def _load_run_module():
+    return _load_module("multi30k_run", RECIPE / "run.py")
 
 
 def test_tiny_pipeline_trains_both_runs_generates_and_scores(shared_data, tmp_path, monkeypatch, capsys):
@@ -26,7 +30,9 @@ def test_tiny_pipeline_trains_both_runs_generates_and_scores(shared_data, tmp_pa
     run = _load_run_module()
     cfg = run.SETTINGS["tiny"]
     plot = tmp_path / "curves.png"
-    rows = run.main(["--setting", "tiny", "--workdir", str(tmp_path / "w"), "--plot", str(plot)])
+    args = ["--setting", "tiny", "--workdir", str(tmp_path / "w"), "--plot", str(plot), "--seeds", "1,2",
+            "--max-epoch", "3", "--average-last", "2"]
+    per_seed = run.main(args)
     printed = capsys.readouterr().out
 
     work = tmp_path / "w"
@@ -38,40 +44,90 @@ def test_tiny_pipeline_trains_both_runs_generates_and_scores(shared_data, tmp_pa
     # The dictionary is joined: source and target dictionaries are the same file content.
     assert (work / "data-bin" / "dict.de.txt").read_text() == (work / "data-bin" / "dict.en.txt").read_text()
 
-    for row in rows:
-        out = work / "runs" / row["run"]
-        assert (out / "checkpoint_best.pt").stat().st_size > 0
-        hyps = (out / "test.hyp").read_text(encoding="utf-8").splitlines()
-        assert len(hyps) == n_test
-        assert not any("▁" in h for h in hyps)  # sentencepiece was undone before scoring
-        assert math.isfinite(row["bleu"]) and 0.0 <= row["bleu"] <= 100.0
-        assert math.isfinite(row["best_valid_loss"])
+    assert sorted(per_seed) == [1, 2]
+    for seed, rows in per_seed.items():
+        assert [r["run"] for r in rows] == ["baseline", "baseline (avg last 2)", "rdrop", "rdrop (avg last 2)"]
+        for row in rows:
+            out = work / "runs" / f"seed{seed}" / row["run"].split()[0]
+            assert (out / "checkpoint_best.pt").stat().st_size > 0
+            # --average-last 2 kept the last two epoch checkpoints and averaged them
+            assert sorted(p.name for p in out.glob("checkpoint[0-9]*.pt")) == ["checkpoint2.pt", "checkpoint3.pt"]
+            assert (out / "checkpoint_avg2.pt").stat().st_size > 0
+            for hyp_file in ("test.hyp", "test.avg2.hyp"):
+                hyps = (out / hyp_file).read_text(encoding="utf-8").splitlines()
+                assert len(hyps) == n_test
+                assert not any("▁" in h for h in hyps)  # sentencepiece was undone before scoring
+            assert math.isfinite(row["bleu"]) and 0.0 <= row["bleu"] <= 100.0
+            assert math.isfinite(row["best_valid_loss"]) and row["epochs"] == 3
 
-    baseline_log = (work / "runs" / "baseline" / "train.log").read_text()
-    rdrop_log = (work / "runs" / "rdrop" / "train.log").read_text()
+    # The seeds differ (different dropout masks and init), so their models do.
+    s1, s2 = (work / "runs" / f"seed{s}" / "rdrop" / "train.log" for s in (1, 2))
+    assert "--seed 1 " in s1.read_text().splitlines()[0] and "--seed 2 " in s2.read_text().splitlines()[0]
+
+    baseline_log = (work / "runs" / "seed1" / "baseline" / "train.log").read_text()
+    rdrop_log = s1.read_text()
     # R-Drop ran through the plugin's criterion (its own options in the config) with the KL term;
     # the baseline ran plain label smoothing with otherwise identical settings.
-    assert "'rdrop_passes': 2" in rdrop_log and "rdrop_kl_loss" in rdrop_log
+    assert "'rdrop_passes': 2" in rdrop_log and "rdrop_kl_loss" in rdrop_log and "rdrop_objective" in rdrop_log
     assert "rdrop_kl_loss" not in baseline_log
     assert baseline_log.splitlines()[0].replace("label_smoothed_cross_entropy", "X") == (
         rdrop_log.splitlines()[0]
         .replace(f" --rdrop-alpha {cfg['rdrop_alpha']}", "")
         .replace("label_smoothed_cross_entropy_with_rdrop", "X")
-        .replace("/runs/rdrop", "/runs/baseline")
+        .replace("/seed1/rdrop ", "/seed1/baseline ")
     )
 
     assert "| baseline |" in printed and "| rdrop |" in printed
     assert "sacreBLEU signature: nrefs:1|" in printed and "tok:13a" in printed
+    # the seed table: mean ± std per run and the per-seed gains
+    assert "| rdrop | 2 |" in printed and "±" in printed and "R-Drop - baseline per seed:" in printed
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     # Rerunning resumes: every stage is already done, nothing is retrained, the numbers are the same.
-    again = run.main(["--setting", "tiny", "--workdir", str(work), "--plot", str(plot)])
+    again = run.main(args)
     printed = capsys.readouterr().out
-    for stage in ("extract", "spm", "encode", "binarize", "train-baseline", "train-rdrop", "generate-rdrop"):
+    for stage in ("extract", "spm", "encode", "binarize", "train-baseline-seed1", "train-rdrop-seed2",
+                  "generate-rdrop-seed1", "generate-avg2-baseline-seed2"):
         assert f"[stage] {stage}: already done" in printed
     assert "fairseq-train" not in printed
-    assert [r["bleu"] for r in again] == [r["bleu"] for r in rows]
+    assert again == per_seed
 
     # Resuming with other settings would silently reuse the old stages: refused, naming --workdir.
     with pytest.raises(SystemExit, match="--workdir"):
         run.main(["--setting", "tiny", "--workdir", str(work), "--max-epoch", "2"])
+
+    # The same two models on another test set (here the first 20 validation pairs, raw text).
+    score = _load_module("multi30k_score", RECIPE / "score.py")
+    src, ref = tmp_path / "other.de", tmp_path / "other.en"
+    src.write_text("\n".join((work / "raw" / "valid.de").read_text().splitlines()[:20]) + "\n")
+    ref.write_text("\n".join((work / "raw" / "valid.en").read_text().splitlines()[:20]) + "\n")
+    results = score.main(["--workdir", str(work), "--src", str(src), "--ref", str(ref), "--seed", "2"])
+    printed = capsys.readouterr().out
+    assert set(results) == {"baseline", "rdrop"} and all(0 <= b <= 100 for b in results.values())
+    assert "| other | 20 |" in printed
+    hyps = (work / "extra_tests" / "other" / "rdrop.seed2.hyp").read_text().splitlines()
+    assert len(hyps) == 20
+
+
+def test_score_rejects_mismatched_files(tmp_path):
+    score = _load_module("multi30k_score", RECIPE / "score.py")
+    (tmp_path / "a.de").write_text("eins\nzwei\n")
+    (tmp_path / "a.en").write_text("one\n")
+    with pytest.raises(SystemExit, match="--src .* has 2 lines but --ref .* has 1"):
+        score.read_pairs(tmp_path / "a.de", tmp_path / "a.en")
+    (tmp_path / "a.en").write_text("one\n\n")
+    with pytest.raises(SystemExit, match="a.en:2: empty line"):
+        score.read_pairs(tmp_path / "a.de", tmp_path / "a.en")
+
+
+def test_seed_summary_mean_std_and_verdict():
+    run = _load_run_module()
+    rows = lambda b, r: [dict(run="baseline", bleu=b, best_valid_loss=5.0), dict(run="rdrop", bleu=r, best_valid_loss=4.0)]
+    text, gains = run.seeds_summary({1: rows(10.0, 12.0), 2: rows(11.0, 13.0), 3: rows(12.0, 14.5)})
+    assert gains == [2.0, 2.0, 2.5]
+    # statistics.stdev of 10, 11, 12 is 1.0; of 12, 13, 14.5 is 1.258
+    assert "| baseline | 3 | 11.00 ± 1.00 | 5.000 ± 0.000 |" in text
+    assert "| rdrop | 3 | 13.17 ± 1.26 |" in text
+    assert "exceeds the seed spread" in text
+    text, _ = run.seeds_summary({1: rows(10.0, 12.0), 2: rows(13.0, 12.5)})
+    assert "does NOT exceed" in text

@@ -97,12 +97,16 @@ def tokenized_bleu(hyp_file, ref_file, compound_split=True, exact_fairseq=True):
     return scorer(hyps, refs)
 
 
-def sacrebleu_score(hyps, refs):
-    """(score, signature) of detokenized hypotheses against one set of detokenized references."""
+def sacrebleu_score(hyps, refs, tokenize="13a"):
+    """(score, signature) of hypotheses against one set of references.
+
+    ``tokenize`` "13a" (sacreBLEU's default) for detokenized text; "none" for text that is
+    already tokenized the way the references are (e.g. Multi30k's lowercased tokenised files).
+    """
     import sacrebleu
 
     _check_lengths(hyps, refs)
-    bleu = sacrebleu.BLEU()
+    bleu = sacrebleu.BLEU(tokenize=tokenize)
     result = bleu.corpus_score(hyps, [refs])
     return result.score, str(bleu.get_signature())
 

@@ -14,20 +14,26 @@ def read_valid_stats(log_path):
 
     An epoch validated twice (a resumed run repeats the last one) keeps its latest line.
     """
+    return read_epoch_stats(log_path, "valid_loss")
+
+
+def read_epoch_stats(log_path, key):
+    """Per-epoch stats of the json log lines holding ``key`` (``valid_loss``: validation,
+    ``train_loss``: fairseq's end-of-epoch train summary), latest line per epoch, in epoch order."""
     by_epoch = {}
     for line in Path(log_path).read_text(encoding="utf-8", errors="replace").splitlines():
         start = line.find("{")
-        if start < 0 or '"valid_loss"' not in line:
+        if start < 0 or f'"{key}"' not in line:
             continue
         try:
             raw = json.loads(line[start:])
         except json.JSONDecodeError:
             continue
-        stats = {key: float(value) for key, value in raw.items() if _is_number(value)}
+        stats = {name: float(value) for name, value in raw.items() if _is_number(value)}
         stats["epoch"] = int(stats["epoch"])
         by_epoch[stats["epoch"]] = stats
     if not by_epoch:
-        raise ValueError(f"no validation lines (json log format) found in {log_path}")
+        raise ValueError(f"no {key} lines (json log format) found in {log_path}")
     return [by_epoch[epoch] for epoch in sorted(by_epoch)]
 
 
@@ -59,6 +65,39 @@ def plot_runs(curves, out_png, title="", metrics=("valid_loss", "valid_bleu")):
         ax.grid(alpha=0.3)
         ax.legend()
     fig.suptitle(title)
+    fig.tight_layout()
+    out_png = Path(out_png)
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_png, dpi=80)
+    plt.close(fig)
+    return out_png
+
+
+def plot_train_valid(logs, out_png, title=""):
+    """The R-Drop paper's Figure 2 view: train and validation loss per epoch, one colour per run.
+
+    ``logs``: run name -> fairseq json train.log. Both losses are per target token of one copy
+    (the plugin logs R-Drop's train loss without the KL term), so the curves are comparable.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for i, (name, log) in enumerate(logs.items()):
+        colour = f"C{i}"
+        for key, style, label in (("train_loss", "--", "train"), ("valid_loss", "-", "valid")):
+            stats = read_epoch_stats(log, key)
+            ax.plot([s["epoch"] for s in stats], [s[key] for s in stats], style, color=colour,
+                    marker="o" if key == "valid_loss" else None, markersize=3, label=f"{name} {label}")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("label-smoothed loss per token (base 2)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title(title, fontsize=10)
     fig.tight_layout()
     out_png = Path(out_png)
     out_png.parent.mkdir(parents=True, exist_ok=True)

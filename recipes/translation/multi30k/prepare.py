@@ -26,6 +26,17 @@ SHA256 = {
     "test_2016_flickr.de.gz": "9204244e408ccb38d2a55cfcd344df15005fc42a07a6e55ca6c52b6ababb8cc8",
     "test_2016_flickr.en.gz": "611d361c6334bc7246101d48097c13cf5c4413c5befc793cc629934359d532d9",
 }
+# The corpus's own lowercased, normalised, tokenised text (data/task1/tok): what the full-data
+# reference protocol trains on and scores against with sacreBLEU -tok none.
+TOK_URL = f"https://raw.githubusercontent.com/multi30k/dataset/{COMMIT}/data/task1/tok/{{name}}"
+TOK_SHA256 = {
+    "train.lc.norm.tok.de": "cb5a23529b65ec2061f1dc446192a9c37382b63cc75f81a0be59d34894b3a505",
+    "train.lc.norm.tok.en": "08925f8e0572bcd5a006702fc5fe20e2d77c6917d4eebd576fc20de6693c2119",
+    "val.lc.norm.tok.de": "97232bd273eceb7207f689527386a97e4be2616b18ada47576bdaf96c8ae1f00",
+    "val.lc.norm.tok.en": "46573ce391ae227f1c72f873392436a20ef18e0a6d518098cfbd70b77c8572ec",
+    "test_2016_flickr.lc.norm.tok.de": "c6a33d39d48f9f510de147651316cd9d918e09ad0219df734a2f16b6baccacc4",
+    "test_2016_flickr.lc.norm.tok.en": "5b7f32627cf99eced828311b955dae9800bb52bc8b91cf8b6526829e605b29d2",
+}
 SPLITS = {"train": "train", "valid": "val", "test": "test_2016_flickr"}  # fairseq name -> corpus name
 LANGS = ("de", "en")
 
@@ -34,14 +45,23 @@ def corpus_file(name):
     return resolve(f"multi30k/raw/{name}", URL.format(name=name), SHA256[name])
 
 
-def extract(workdir, max_lines):
-    """Decompress every split; ``max_lines[split]`` (None = all) keeps only the first lines."""
+def read_corpus(corpus, lang, text):
+    """Lines of one split: ``text`` "raw" (cased, untokenised) or "tok" (lowercased, tokenised)."""
+    if text == "tok":
+        name = f"{corpus}.lc.norm.tok.{lang}"
+        path = resolve(f"multi30k/tok/{name}", TOK_URL.format(name=name), TOK_SHA256[name])
+        return path.read_text(encoding="utf-8").splitlines()
+    with gzip.open(corpus_file(f"{corpus}.{lang}.gz"), "rt", encoding="utf-8") as f:
+        return [line.rstrip("\n") for line in f]
+
+
+def extract(workdir, max_lines, text="raw"):
+    """Write every split; ``max_lines[split]`` (None = all) keeps only the first lines."""
     with atomic_path(workdir / "raw") as out:
         out.mkdir(parents=True)
         for split, corpus in SPLITS.items():
             for lang in LANGS:
-                with gzip.open(corpus_file(f"{corpus}.{lang}.gz"), "rt", encoding="utf-8") as f:
-                    lines = [line.rstrip("\n") for line in f]
+                lines = read_corpus(corpus, lang, text)
                 lines = lines[: max_lines.get(split)]
                 (out / f"{split}.{lang}").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
@@ -80,11 +100,11 @@ def encode(workdir):
                 (out / f"{split}.{lang}").write_text("\n".join(pieces) + "\n", encoding="utf-8")
 
 
-def prepare(workdir, vocab_size, model_type="unigram", max_lines=None, bin_dir=None):
+def prepare(workdir, vocab_size, model_type="unigram", max_lines=None, bin_dir=None, text="raw"):
     """Run every stage not yet done under ``workdir``; return the fairseq data folder."""
     workdir = Path(workdir)
     stages = Stages(workdir / "stages")
-    stages.run("extract", extract, workdir, max_lines or {})
+    stages.run("extract", extract, workdir, max_lines or {}, text)
     stages.run("spm", train_spm, workdir, vocab_size, model_type)
     stages.run("encode", encode, workdir)
     stages.run("binarize", binarize_joined, workdir / "spm", workdir / "data-bin", "de", "en",

@@ -1,0 +1,146 @@
+"""Multi30k stages that run fairseq: train one run, translate a binarized split, average checkpoints.
+
+Shared by ``run.py`` (the baseline-vs-R-Drop comparison) and ``score.py`` (the same two models on any
+other test set). Every command runs the venv's fairseq console scripts with this plugin's --user-dir.
+"""
+
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[3]
+sys.path.insert(0, str(REPO))
+from recipes.common.average_checkpoints import average_checkpoints, last_checkpoints  # noqa: E402
+
+LABEL_SMOOTHING = 0.1
+RUNS = ("baseline", "rdrop")
+
+
+def user_dir():
+    return REPO / "rdrop_fairseq"
+
+
+def one_thread_env():
+    # Both runs train side by side on a 2-core CPU: one thread each beats two fighting for both cores.
+    return dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+
+
+def device_flags(device):
+    """fairseq flags for ``device``: "cpu" (fp32) or "cuda" (the GPU fairseq picks, --fp16)."""
+    if device == "cpu":
+        return ["--cpu"]
+    if device == "cuda":
+        return ["--fp16"]
+    raise ValueError(f"device must be cpu or cuda, got {device!r}")
+
+
+def train_command(bin_dir, data_bin, save_dir, cfg, run, seed, device="cpu"):
+    """fairseq-train for ``run``; baseline and R-Drop differ only in the criterion (and alpha)."""
+    cmd = [
+        str(bin_dir / "fairseq-train"), str(data_bin), "--user-dir", str(user_dir()),
+        "--task", "translation", "--source-lang", "de", "--target-lang", "en",
+        "--arch", "transformer", "--share-all-embeddings",
+        "--encoder-layers", str(cfg["layers"]), "--decoder-layers", str(cfg["layers"]),
+        "--encoder-embed-dim", str(cfg["embed_dim"]), "--decoder-embed-dim", str(cfg["embed_dim"]),
+        "--encoder-ffn-embed-dim", str(cfg["ffn_dim"]), "--decoder-ffn-embed-dim", str(cfg["ffn_dim"]),
+        "--encoder-attention-heads", str(cfg["heads"]), "--decoder-attention-heads", str(cfg["heads"]),
+        "--dropout", str(cfg["dropout"]), "--attention-dropout", "0.1", "--activation-dropout", "0.1",
+        "--optimizer", "adam", "--adam-betas", "(0.9, 0.98)", "--weight-decay", "0.0001",
+        "--lr", str(cfg["lr"]), "--lr-scheduler", "inverse_sqrt", "--warmup-updates", str(cfg["warmup"]),
+        "--max-tokens", str(cfg["max_tokens"]), "--max-epoch", str(cfg["max_epoch"]),
+        "--max-update", str(cfg["max_update"]), "--seed", str(seed),
+        "--label-smoothing", str(LABEL_SMOOTHING),
+        "--save-dir", str(save_dir), *epoch_checkpoint_flags(cfg),
+        "--log-format", "json", "--log-interval", "20", *device_flags(device), "--num-workers", "0",
+        # fairseq-fixed 0.12.3.1's batch_by_size drops a last batch smaller than this multiple
+        # (default 8): up to 7 valid sentences would silently go missing.
+        "--required-batch-size-multiple", "1",
+    ]
+    if run == "rdrop":
+        cmd += ["--criterion", "label_smoothed_cross_entropy_with_rdrop", "--rdrop-alpha", str(cfg["rdrop_alpha"])]
+    else:
+        cmd += ["--criterion", "label_smoothed_cross_entropy"]
+    if cfg["eval_bleu"]:
+        cmd += [
+            "--eval-bleu", "--eval-bleu-args", '{"beam": 1}', "--eval-bleu-detok", "space",
+            "--eval-bleu-remove-bpe", "sentencepiece",
+        ]
+    return cmd
+
+
+def epoch_checkpoint_flags(cfg):
+    """Keep all epoch checkpoints (``keep_epochs`` = "all"), the last N (for averaging), or none."""
+    keep = cfg.get("keep_epochs")
+    if keep == "all":
+        return []
+    if keep:
+        return ["--keep-last-epochs", str(keep)]
+    return ["--no-epoch-checkpoints"]
+
+
+def stream(cmd, log_path, prefix):
+    """Run ``cmd`` with its output shown on the console (prefixed) and kept in ``log_path``; its exit code."""
+    with open(log_path, "a", encoding="utf-8", buffering=1) as log:  # line-buffered: tail -f works
+        log.write(" ".join(cmd) + "\n")
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                env=one_thread_env())
+        for line in proc.stdout:
+            log.write(line)
+            print(f"[{prefix}] {line}", end="", flush=True)
+        return proc.wait()
+
+
+def generate(bin_dir, data_bin, checkpoint, out_hyp, beam, expected, subset="test", device="cpu"):
+    """Translate ``subset`` with ``checkpoint``; write detokenized hypotheses in corpus order."""
+    cmd = [
+        str(bin_dir / "fairseq-generate"), str(data_bin), "--user-dir", str(user_dir()),
+        "--task", "translation", "--source-lang", "de", "--target-lang", "en",
+        "--path", str(checkpoint), "--gen-subset", subset,
+        "--beam", str(beam), "--batch-size", "128", "--remove-bpe", "sentencepiece", *device_flags(device),
+        "--max-len-a", "1.2", "--max-len-b", "10",  # caps an untrained model's babble (tiny setting)
+        "--required-batch-size-multiple", "1",  # else the last few test sentences are dropped (see above)
+    ]
+    print("[generate] " + " ".join(cmd), flush=True)
+    result = subprocess.run(cmd, check=True, capture_output=True, text=True, env=one_thread_env())
+    out_hyp = Path(out_hyp)
+    out_hyp.with_suffix(".generate.log").write_text(result.stdout + result.stderr, encoding="utf-8")
+    hyps = {}
+    for line in result.stdout.splitlines():
+        if line.startswith("D-"):
+            tag, _score, text = (line.split("\t") + ["", ""])[:3]
+            hyps[int(tag[2:])] = text
+    if sorted(hyps) != list(range(expected)):
+        raise SystemExit(f"fairseq-generate translated {len(hyps)} of {expected} sentences; "
+                         f"see {out_hyp.with_suffix('.generate.log')}")
+    out_hyp.write_text("\n".join(hyps[i] for i in range(expected)) + "\n", encoding="utf-8")
+    print(f"[generate] {expected} hypotheses -> {out_hyp}", flush=True)
+
+
+def write_average(save_dir, n):
+    """checkpoint_avg<n>.pt: the mean of the last ``n`` epoch checkpoints (the paper's WMT protocol)."""
+    import torch
+
+    target = Path(save_dir) / f"checkpoint_avg{n}.pt"
+    torch.save(average_checkpoints(last_checkpoints(save_dir, n)), target)
+    return target
+
+
+def run_in_threads(jobs):
+    """Run the callables side by side; re-raise the first failure after all have stopped."""
+    errors = []
+
+    def guarded(job):
+        try:
+            job()
+        except BaseException as error:  # SystemExit included: a failed stage names its log
+            errors.append(error)
+
+    threads = [threading.Thread(target=guarded, args=(job,)) for job in jobs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]

@@ -1,0 +1,90 @@
+"""Score the quickstart's two models on any other test set: sacreBLEU for baseline and R-Drop.
+
+    python recipes/translation/multi30k/score.py --workdir work/multi30k-main \
+        --src my_test.de --ref my_test.en [--seed 1] [--name my_test]
+
+The German source is encoded with the work folder's sentencepiece model and binarized with its
+dictionary (``fairseq-preprocess --srcdict/--tgtdict``), both runs' best checkpoints translate it with
+the recipe's beam, and the hypotheses are scored against the references exactly as test_2016 is
+(detokenized sacreBLEU 13a; ``-tok none`` for a work folder on the corpus's tokenised text). Use it
+to check that a gain on test_2016 generalises, e.g. on Multi30k's test_2017/test_2018 or MSCOCO sets.
+"""
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from pipeline import RUNS, generate  # noqa: E402
+from run import score  # noqa: E402
+
+
+def read_pairs(src, ref):
+    src_lines = Path(src).read_text(encoding="utf-8").splitlines()
+    ref_lines = Path(ref).read_text(encoding="utf-8").splitlines()
+    if len(src_lines) != len(ref_lines):
+        raise SystemExit(f"--src {src} has {len(src_lines)} lines but --ref {ref} has {len(ref_lines)}")
+    for path, lines in ((src, src_lines), (ref, ref_lines)):
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                raise SystemExit(f"{path}:{number}: empty line (fairseq-generate would drop it)")
+    return src_lines, ref_lines
+
+
+def binarize(workdir, out, src_lines, ref_lines, bin_dir):
+    """Encode with the work folder's sentencepiece model; binarize against its dictionary."""
+    import sentencepiece as spm
+
+    sp = spm.SentencePieceProcessor(model_file=str(workdir / "spm.model"))
+    out.mkdir(parents=True, exist_ok=True)
+    for lang, lines in (("de", src_lines), ("en", ref_lines)):
+        pieces = [" ".join(p) for p in sp.encode(lines, out_type=str)]
+        (out / f"test.{lang}").write_text("\n".join(pieces) + "\n", encoding="utf-8")
+    data_bin = workdir / "data-bin"
+    subprocess.run(
+        [str(bin_dir / "fairseq-preprocess"), "--source-lang", "de", "--target-lang", "en",
+         "--testpref", str(out / "test"), "--destdir", str(out / "data-bin"),
+         "--srcdict", str(data_bin / "dict.de.txt"), "--tgtdict", str(data_bin / "dict.en.txt"),
+         "--workers", "1"],
+        check=True, capture_output=True, text=True,
+    )
+    return out / "data-bin"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workdir", type=Path, required=True, help="a finished run.py work folder")
+    parser.add_argument("--src", type=Path, required=True, help="German source, one sentence per line")
+    parser.add_argument("--ref", type=Path, required=True, help="English references, same line count")
+    parser.add_argument("--seed", type=int, default=1, help="which seed's models (default: %(default)s)")
+    parser.add_argument("--name", help="name of the test set (default: the source file's stem)")
+    args = parser.parse_args(argv)
+
+    workdir = args.workdir.resolve()
+    cfg = json.loads((workdir / "config.json").read_text())
+    seed_dir = workdir / "runs" / f"seed{args.seed}"
+    for run in RUNS:
+        if not (seed_dir / run / "checkpoint_best.pt").is_file():
+            raise SystemExit(f"{seed_dir / run / 'checkpoint_best.pt'} not found: run run.py with this "
+                             f"--workdir and --seeds {args.seed} first")
+    src_lines, ref_lines = read_pairs(args.src, args.ref)
+    name = args.name or args.src.stem
+    out = workdir / "extra_tests" / name
+    bin_dir = Path(sys.executable).parent
+    data_bin = binarize(workdir, out, src_lines, ref_lines, bin_dir)
+    tokenize = "none" if cfg.get("text") == "tok" else "13a"
+    results = {}
+    for run in RUNS:
+        hyp = out / f"{run}.seed{args.seed}.hyp"
+        generate(bin_dir, data_bin, seed_dir / run / "checkpoint_best.pt", hyp, cfg["beam"], len(src_lines))
+        results[run], signature = score(hyp, ref_lines, tokenize)
+    print(f"\n| test set | sentences | baseline BLEU | R-Drop BLEU | R-Drop - baseline |\n|---|---|---|---|---|\n"
+          f"| {name} | {len(src_lines)} | {results['baseline']:.2f} | {results['rdrop']:.2f} "
+          f"| {results['rdrop'] - results['baseline']:+.2f} |\n\nsacreBLEU signature: {signature}")
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -24,7 +24,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from prepare import prepare  # noqa: E402
 from recipes.common.bleu import sacrebleu_score  # noqa: E402
-from recipes.common.data import Stages  # noqa: E402
+from recipes.common.data import DataError, Stages  # noqa: E402
 from recipes.common.plot import plot_runs, read_valid_stats  # noqa: E402
 
 # ---- Hyperparameters -------------------------------------------------------------------------------
@@ -257,7 +257,10 @@ def main(argv=None):
     bin_dir = Path(sys.executable).parent
     print(f"[multi30k] setting={args.setting} workdir={workdir}\n[multi30k] {json.dumps(cfg)}", flush=True)
 
-    data_bin = prepare(workdir, cfg["spm_vocab"], max_lines=cfg["max_lines"], bin_dir=bin_dir)
+    try:
+        data_bin = prepare(workdir, cfg["spm_vocab"], max_lines=cfg["max_lines"], bin_dir=bin_dir)
+    except DataError as error:  # a corpus file missing, wrong or not downloadable: say which, no traceback
+        sys.exit(f"error: {error}")
     out = workdir / "runs"
     stages = Stages(workdir / "stages")
     train_all(bin_dir, data_bin, out, cfg, stages)

@@ -24,6 +24,8 @@ import numpy as np
 import torch
 from numpy.core.multiarray import _reconstruct
 
+from .plugin import NO_CHECKPOINT_ALLOWLIST
+
 logger = logging.getLogger(__name__)
 
 FAIRSEQ_CHECKPOINT_GLOBALS = [
@@ -48,7 +50,7 @@ def allow_fairseq_checkpoint_globals():
         add(missing)
         logger.info(
             "rdrop_fairseq: torch.load(weights_only=True) now accepts the globals fairseq checkpoints "
-            "pickle: %s (RDROP_FAIRSEQ_NO_CHECKPOINT_ALLOWLIST=1 skips this)",
-            ", ".join(f"{g.__module__}.{g.__qualname__}" for g in missing),
+            "pickle: %s (%s=1 skips this)",
+            ", ".join(f"{g.__module__}.{g.__qualname__}" for g in missing), NO_CHECKPOINT_ALLOWLIST,
         )
     return True

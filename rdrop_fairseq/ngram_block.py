@@ -16,6 +16,8 @@ from typing import List
 
 import torch
 
+from .plugin import NO_NGRAM_FIX
+
 logger = logging.getLogger(__name__)
 
 
@@ -58,6 +60,6 @@ def patch_fairseq_ngram_blocking():
         logger.info(
             "rdrop_fairseq: fairseq's NGramRepeatBlock._no_repeat_ngram (the non-CUDA "
             "--no-repeat-ngram-size, which bans nothing: fairseq #4709) replaced by %s.%s "
-            "(RDROP_FAIRSEQ_NO_NGRAM_FIX=1 skips this)", __name__, no_repeat_ngram.__name__,
+            "(%s=1 skips this)", __name__, no_repeat_ngram.__name__, NO_NGRAM_FIX,
         )
     return True

@@ -1,19 +1,17 @@
 """R-Drop for fairseq, loaded with ``--user-dir``.
 
-Importing registers the criteria ``label_smoothed_cross_entropy_with_rdrop``
+Loading the package registers the criteria ``label_smoothed_cross_entropy_with_rdrop``
 (replacing fairseq's built-in of that name, if any) and ``adaptive_loss_with_rdrop``
-(R-Drop that keeps adaptive softmax's savings), allows the pickled
-globals fairseq checkpoints need under torch's ``weights_only`` loading, and
-repairs fairseq's CPU fallback for ``--no-repeat-ngram-size`` (``ngram_block.py``).
-Nothing is compiled or downloaded here.
+(R-Drop that keeps adaptive softmax's savings), allows the pickled globals fairseq checkpoints
+need under torch's ``weights_only`` loading, and repairs fairseq's CPU fallback for
+``--no-repeat-ngram-size``: at once when fairseq is already imported (as under ``--user-dir``),
+otherwise when fairseq gets imported, so that the math (``rdrop_fairseq.loss``, ``.fused``,
+``.adaptive_math``) imports with torch alone (``plugin.py`` says why and how; each change logs
+one INFO line and has an environment switch). Nothing is compiled or downloaded here.
 """
-from .checkpoint import allow_fairseq_checkpoint_globals
-from .ngram_block import patch_fairseq_ngram_blocking
-
-allow_fairseq_checkpoint_globals()
-patch_fairseq_ngram_blocking()
-
-from . import criterion  # noqa: E402,F401  (registers label_smoothed_cross_entropy_with_rdrop)
-from . import adaptive  # noqa: E402,F401  (registers adaptive_loss_with_rdrop)
+from .plugin import load as register  # noqa: F401  (explicit and idempotent; imports fairseq)
+from .plugin import load_now_or_when_fairseq_loads
 
 __version__ = "0.1.0"
+
+load_now_or_when_fairseq_loads()

@@ -18,10 +18,15 @@ that can run code beyond building these objects.
 """
 import argparse
 import codecs
+import logging
 
 import numpy as np
 import torch
 from numpy.core.multiarray import _reconstruct
+
+from .plugin import NO_CHECKPOINT_ALLOWLIST
+
+logger = logging.getLogger(__name__)
 
 FAIRSEQ_CHECKPOINT_GLOBALS = [
     argparse.Namespace,
@@ -34,9 +39,18 @@ FAIRSEQ_CHECKPOINT_GLOBALS = [
 
 
 def allow_fairseq_checkpoint_globals():
-    """Register the allow-list with torch (a no-op on torch < 2.4, which lacks the API)."""
+    """Register the allow-list with torch (a no-op on torch < 2.4, which lacks the API); logs the
+    first time it adds anything."""
     add = getattr(torch.serialization, "add_safe_globals", None)
     if add is None:
         return False
-    add(FAIRSEQ_CHECKPOINT_GLOBALS)
+    allowed = getattr(torch.serialization, "get_safe_globals", list)()  # torch >= 2.5
+    missing = [g for g in FAIRSEQ_CHECKPOINT_GLOBALS if g not in allowed]
+    if missing:
+        add(missing)
+        logger.info(
+            "rdrop_fairseq: torch.load(weights_only=True) now accepts the globals fairseq checkpoints "
+            "pickle: %s (%s=1 skips this)",
+            ", ".join(f"{g.__module__}.{g.__qualname__}" for g in missing), NO_CHECKPOINT_ALLOWLIST,
+        )
     return True

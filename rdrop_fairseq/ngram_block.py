@@ -10,10 +10,15 @@ The rule, as the CUDA kernel and fairseq <= 0.10 apply it: with prefix ``t_0 .. 
 the BOS/EOS fairseq starts from), ban every token ``t_{i+n-1}`` whose preceding n-1 tokens
 ``t_i .. t_{i+n-2}`` equal the last n-1 tokens ``t_{step-n+2} .. t_step``.
 """
+import logging
 import math
 from typing import List
 
 import torch
+
+from .plugin import NO_NGRAM_FIX
+
+logger = logging.getLogger(__name__)
 
 
 def banned_next_tokens(prefix: List[int], n: int) -> List[int]:
@@ -52,4 +57,9 @@ def patch_fairseq_ngram_blocking():
         # kept so that tests can show the original's failure next to the fix
         no_repeat_ngram.fairseq_original = NGramRepeatBlock._no_repeat_ngram
         NGramRepeatBlock._no_repeat_ngram = no_repeat_ngram
+        logger.info(
+            "rdrop_fairseq: fairseq's NGramRepeatBlock._no_repeat_ngram (the non-CUDA "
+            "--no-repeat-ngram-size, which bans nothing: fairseq #4709) replaced by %s.%s "
+            "(%s=1 skips this)", __name__, no_repeat_ngram.__name__, NO_NGRAM_FIX,
+        )
     return True

@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Sets up ./.venv (scripts/setup.sh) and runs the whole test suite (~5 min on 2 cores).
-# Data-dependent tests read RDROP_DATA_DIR, defaulting to ../shared/data beside the repo.
+# Data-dependent tests read RDROP_DATA_DIR, defaulting to ../shared/data beside the repo; without
+# either they are skipped with a message (RDROP_DATA_DIR stays unset then, never set to "").
 set -euo pipefail
+if [ -n "${RDROP_DATA_DIR:-}" ]; then  # absolute, as given from the caller's directory
+  export RDROP_DATA_DIR="$(cd "$RDROP_DATA_DIR" && pwd)"
+fi
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 if [ -z "${RDROP_DATA_DIR:-}" ] && [ -d ../shared/data ]; then
-  RDROP_DATA_DIR="$(cd ../shared/data && pwd)"
+  export RDROP_DATA_DIR="$(cd ../shared/data && pwd)"
 fi
-export RDROP_DATA_DIR="${RDROP_DATA_DIR:-}"
 # one thread per process: the suite runs many small fairseq processes on 2 cores
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" MKL_NUM_THREADS="${MKL_NUM_THREADS:-1}"
 exec .venv/bin/python -m pytest -q -p no:cacheprovider tests "$@"

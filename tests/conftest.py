@@ -15,17 +15,28 @@ USER_DIR = str(REPO / "rdrop_fairseq")
 
 
 def data_dir():
-    """RDROP_DATA_DIR, else ../shared/data beside the repo (as CI lays it out)."""
-    path = Path(os.environ.get("RDROP_DATA_DIR", REPO.parent / "shared" / "data")).resolve()
+    """RDROP_DATA_DIR, else ../shared/data beside the repo (as CI lays it out); None if absent.
+    An empty RDROP_DATA_DIR counts as unset (Path("") would be the working directory)."""
+    path = Path(os.environ.get("RDROP_DATA_DIR") or REPO.parent / "shared" / "data").resolve()
     return path if path.is_dir() else None
+
+
+NO_DATA = "no data folder: set RDROP_DATA_DIR or place shared/data beside the repo"
 
 
 @pytest.fixture(scope="session")
 def shared_data():
     path = data_dir()
     if path is None:
-        pytest.skip("no data folder: set RDROP_DATA_DIR or place shared/data beside the repo")
+        pytest.skip(NO_DATA)
     return path
+
+
+def pytest_collection_modifyitems(items):
+    """Mark every test that needs the data folder (through any fixture) with ``data``."""
+    for item in items:
+        if "shared_data" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.data)
 
 
 def run_cli(tool, *args, cwd=None, env=None, check=True):

@@ -5,8 +5,10 @@ import pytest
 import torch
 from conftest import tiny_batch, tiny_task, tiny_transformer
 
-import rdrop_fairseq  # noqa: F401  (applies the repair)
+import rdrop_fairseq
 from rdrop_fairseq.ngram_block import banned_next_tokens, no_repeat_ngram
+
+rdrop_fairseq.register()  # applies the repair now (importing rdrop_fairseq waits for fairseq's import)
 
 
 def plain_banned(prefix, n):

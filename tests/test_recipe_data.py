@@ -2,12 +2,19 @@
 and preparation stages that resume after a failure without redoing finished work."""
 
 import hashlib
+import os
 import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
 import pytest
 
 from recipes.common import data
-from recipes.common.data import DataError, Stages, atomic_path, download, resolve
+
+REPO = Path(__file__).resolve().parents[1]
+from recipes.common.data import DataError, DownloadError, Stages, atomic_path, download, resolve
 
 
 def _source(tmp_path, content=b"Zwei Hunde spielen im Schnee.\n"):
@@ -60,9 +67,51 @@ def test_resolve_downloads_once_into_the_cache_then_reuses_it(tmp_path, monkeypa
     assert resolve("multi30k/raw/train.de.gz", src.as_uri(), sha) == path
     # A corrupted cached copy is fetched again (and here fails loudly, the source being gone).
     path.write_bytes(b"corrupt")
-    with pytest.raises(OSError):
+    with pytest.raises(DownloadError):
         resolve("multi30k/raw/train.de.gz", src.as_uri(), sha)
     assert not path.exists()
+
+
+def test_unreachable_host_fails_in_one_line_naming_the_url_and_leaves_nothing(tmp_path):
+    dest = tmp_path / "cache" / "train.de.gz"
+    with pytest.raises(DownloadError) as err:
+        download("http://nonexistent.invalid/train.de.gz", dest, "0" * 64)
+    assert str(err.value).startswith("could not download http://nonexistent.invalid/train.de.gz: ")
+    assert "\n" not in str(err.value) and err.value.__cause__ is None and err.value.__suppress_context__
+    assert list(dest.parent.iterdir()) == []
+
+
+def test_failed_download_says_how_to_use_a_local_copy(tmp_path, monkeypatch):
+    monkeypatch.delenv(data.DATA_DIR_ENV, raising=False)
+    monkeypatch.setenv(data.CACHE_DIR_ENV, str(tmp_path / "cache"))
+    with pytest.raises(DownloadError) as err:
+        resolve("multi30k/raw/train.de.gz", "http://nonexistent.invalid/train.de.gz", "0" * 64)
+    message = str(err.value)
+    assert "http://nonexistent.invalid/train.de.gz" in message
+    assert f"${data.DATA_DIR_ENV}/multi30k/raw/train.de.gz" in message and "wikitext-2/" in message
+
+
+def test_main_job_without_network_ends_in_a_few_lines(tmp_path):
+    """recipes/translation/multi30k/run.py with urlopen failing as it does offline (monkeypatched,
+    so that a machine with internet downloads nothing either)."""
+    code = textwrap.dedent("""
+        import runpy, sys, urllib.error, urllib.request
+
+        def offline(url, *args, **kwargs):
+            raise urllib.error.URLError(OSError(-2, "Name or service not known"))
+
+        urllib.request.urlopen = offline
+        sys.argv = ["run.py", "--workdir", sys.argv[1]]
+        runpy.run_path("recipes/translation/multi30k/run.py", run_name="__main__")
+    """)
+    env = {k: v for k, v in os.environ.items() if k != data.DATA_DIR_ENV}
+    env[data.CACHE_DIR_ENV] = str(tmp_path / "cache")
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "work")], cwd=REPO, env=env,
+                          capture_output=True, text=True)
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) <= 3, proc.stderr
+    assert "could not download https://raw.githubusercontent.com/multi30k/dataset/" in proc.stderr
+    assert "Name or service not known" in proc.stderr and data.DATA_DIR_ENV in proc.stderr
 
 
 def test_local_data_dir_missing_file_names_variable_and_file(tmp_path, monkeypatch):

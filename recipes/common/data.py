@@ -11,11 +11,13 @@ marker; a rerun skips every stage whose marker exists.
 """
 
 import hashlib
+import http.client
 import os
 import shutil
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,8 +26,24 @@ DATA_DIR_ENV = "RDROP_DATA_DIR"
 CACHE_DIR_ENV = "RDROP_CACHE_DIR"
 
 
+# Where each recipe looks under RDROP_DATA_DIR (the layout of the project's shared data folder).
+LAYOUT = ("multi30k/raw/{train,val,test_2016_flickr}.{de,en}.gz, wikitext-2/wiki.{train,valid,test}.tokens, "
+          "scitldr/SciTLDR-A/{train,dev,test}.jsonl, iwslt14/orig_de-en/ (see each recipe's README)")
+# What a failed download raises: no network, unknown host, HTTP error, connection cut midway.
+NETWORK_ERRORS = (urllib.error.URLError, ConnectionError, TimeoutError, http.client.HTTPException)
+
+
 class DataError(RuntimeError):
     """A corpus file is missing, or its content does not match the expected checksum."""
+
+
+class DownloadError(DataError):
+    """A corpus file could not be fetched from its URL."""
+
+
+def local_copy_hint(rel_path):
+    return (f"To use a local copy instead (nothing is downloaded then), set {DATA_DIR_ENV} to a folder "
+            f"holding it as ${DATA_DIR_ENV}/{rel_path}; the recipes expect the layout {LAYOUT}.")
 
 
 def file_digest(path, algorithm="sha256"):
@@ -52,8 +70,11 @@ def download(url, dest, sha256):
     part = dest.with_name(dest.name + ".part")
     print(f"[data] downloading {url} -> {dest}", flush=True)
     try:
-        with urllib.request.urlopen(url) as response, open(part, "wb") as out:
-            shutil.copyfileobj(response, out)
+        try:
+            with urllib.request.urlopen(url, timeout=60) as response, open(part, "wb") as out:
+                shutil.copyfileobj(response, out)
+        except NETWORK_ERRORS as error:  # one line instead of urllib's traceback
+            raise DownloadError(f"could not download {url}: {getattr(error, 'reason', None) or error}") from None
         actual = sha256_of(part)
         if actual != sha256:
             raise DataError(
@@ -96,7 +117,10 @@ def resolve(rel_path, url, sha256):
             return path
         print(f"[data] {path} does not match its sha256 {sha256}; deleting it and downloading again", flush=True)
         path.unlink()  # a corrupt copy must not survive a failed re-download looking complete
-    return download(url, path, sha256)
+    try:
+        return download(url, path, sha256)
+    except DownloadError as error:
+        raise DownloadError(f"{error}\n{local_copy_hint(rel_path)}") from None
 
 
 @contextmanager

@@ -17,7 +17,7 @@ from recipes.common.data import Stages, atomic_path, binarize_joined, resolve  #
 
 COMMIT = "a3d2e0d26b56f3846f66a952536ffed4e401d05a"
 URL = f"https://raw.githubusercontent.com/multi30k/dataset/{COMMIT}/data/task1/raw/{{name}}"
-# sha256 of the files at that commit (same as /work/shared/data/MANIFEST.md).
+# sha256 of the files at that commit (as in ../shared/data/MANIFEST.md beside the repo).
 SHA256 = {
     "train.de.gz": "726e39b2fa9eb9ffb6dc763fb35a179f80fae06ffc5d28b6ace5faa883de28a6",
     "train.en.gz": "d79cfa999dd4c51d2cb42499b6796d5a882c3a8a961923c25a898c90f8bbd56f",

@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from pipeline import RUNS, generate, run_in_threads, stream, train_command, write_average  # noqa: E402
 from prepare import prepare  # noqa: E402
 from recipes.common.bleu import sacrebleu_score  # noqa: E402
-from recipes.common.data import Stages  # noqa: E402
+from recipes.common.data import DataError, Stages  # noqa: E402
 from recipes.common.plot import plot_train_valid, read_valid_stats  # noqa: E402
 
 # ---- Hyperparameters -------------------------------------------------------------------------------
@@ -236,7 +236,10 @@ def main(argv=None):
           flush=True)
 
     text = cfg.get("text", "raw")
-    data_bin = prepare(workdir, cfg["spm_vocab"], max_lines=cfg["max_lines"], bin_dir=bin_dir, text=text)
+    try:
+        data_bin = prepare(workdir, cfg["spm_vocab"], max_lines=cfg["max_lines"], bin_dir=bin_dir, text=text)
+    except DataError as error:  # a corpus file missing, wrong or not downloadable: say which, no traceback
+        sys.exit(f"error: {error}")
     # Cased detokenised text is scored with sacreBLEU's 13a tokenizer; the corpus's own tokenised
     # lowercased text (full29k) with -tok none, as the reference protocol does.
     tokenize = "none" if text == "tok" else "13a"

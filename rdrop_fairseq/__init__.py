@@ -15,5 +15,6 @@ patch_fairseq_ngram_blocking()
 
 from . import criterion  # noqa: E402,F401  (registers label_smoothed_cross_entropy_with_rdrop)
 from . import adaptive  # noqa: E402,F401  (registers adaptive_loss_with_rdrop)
+from . import sentence_criterion, multilabel_task  # noqa: E402,F401  (sentence_prediction_with_rdrop, sentence_prediction_multilabel)
 
 __version__ = "0.1.0"

@@ -245,14 +245,21 @@ def test_multilabel_eval_reports_f1_and_exact_match_from_summed_counts():
 # ----- the multi-label task's label files -------------------------------------------------------
 @pytest.fixture
 def ml_data(tmp_path):
-    """A folder laid out for sentence_prediction_multilabel, binarized with fairseq-preprocess."""
-    from conftest import run_cli
+    """A folder laid out for sentence_prediction_multilabel, binarized in process the way
+    fairseq-preprocess does (a subprocess per test would cost seconds)."""
+    from fairseq.data import indexed_dataset
 
-    raw = tmp_path / "raw"
-    raw.mkdir()
-    (raw / "train.txt").write_text("a b c\nb c\nc a\n")
-    run_cli("fairseq-preprocess", "--only-source", "--trainpref", raw / "train.txt",
-            "--validpref", raw / "train.txt", "--destdir", tmp_path / "input0", "--workers", "1")
+    (tmp_path / "input0").mkdir()
+    d = Dictionary()
+    for w in "a b c".split():
+        d.add_symbol(w)
+    d.save(str(tmp_path / "input0" / "dict.txt"))
+    for split in ("train", "valid"):
+        prefix = str(tmp_path / "input0" / split)
+        builder = indexed_dataset.make_builder(prefix + ".bin", impl="mmap", vocab_size=len(d))
+        for line in ("a b c", "b c", "c a"):
+            builder.add_item(d.encode_line(line, add_if_not_exist=False))
+        builder.finalize(prefix + ".idx")
     (tmp_path / "label").mkdir()
     (tmp_path / "label" / "labels.txt").write_text("joy\nanger\nfear\n")
     (tmp_path / "label" / "train.labels").write_text("joy\nanger, fear\nfear joy\n")

@@ -139,6 +139,41 @@ def train_all(jobs, parallel, stages):
             stages.marker(name).write_text("done\n")
 
 
+def child_cpu_seconds(cmd):
+    """CPU seconds (user + sys) of one fairseq-train run: on a shared machine a better measure
+    of what the run costs on a free core than its wall time."""
+    import resource
+
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def estimate(bin_dir, data_bin, workdir, dataset, cfg, seeds, parallel, n_train, n_valid, updates):
+    """Time ``updates`` and 2x``updates`` updates of every run kind (seed 1), and extrapolate the
+    setting's full cost: startup + its updates + one validation per epoch (a validation pass
+    costs about a third of a training update per batch: forward only)."""
+    per_run = {}
+    for run in runs_for(dataset):
+        times = []
+        for n in (updates, 2 * updates):
+            cmd = train_command(bin_dir, data_bin, workdir / "estimate", dataset, cfg, run, seeds[0], n_train)
+            times.append(child_cpu_seconds(cmd + ["--max-update", str(n), "--disable-validation"]))
+        per_update = max((times[1] - times[0]) / updates, 1e-9)
+        startup = max(times[0] - updates * per_update, 0.0)
+        steps = math.ceil(n_train / cfg["batch_size"]) * cfg["max_epoch"]
+        valid = cfg["max_epoch"] * math.ceil(n_valid / cfg["batch_size"]) * per_update / 3
+        per_run[run] = dict(per_update_s=per_update, startup_s=startup, full_s=startup + steps * per_update + valid)
+        print(f"[estimate] {run}: {per_update:.3f} CPU s/update, startup {startup:.0f} s, "
+              f"{steps} updates -> {per_run[run]['full_s'] / 60:.1f} CPU min per seed", flush=True)
+    total = sum(r["full_s"] for r in per_run.values()) * len(seeds)
+    print(f"[estimate] {dataset} {len(seeds)} seed(s): {total / 60:.1f} CPU minutes; "
+          f"~{total / 60 / min(parallel, 2):.1f} min wall on a free 2-core CPU with --parallel {parallel}", flush=True)
+    return per_run
+
+
 def mean_std(values):
     return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
@@ -197,6 +232,8 @@ def main(argv=None):
     parser.add_argument("--parallel", type=int, default=2, help="trainings at a time (one thread each)")
     parser.add_argument("--workdir", type=Path, help="default: <repo>/work/classification-<dataset>-<setting>")
     parser.add_argument("--plot", type=Path, help="PNG of the dev curves (default: <workdir>/valid_curves.png)")
+    parser.add_argument("--estimate", type=int, metavar="N", help="only time N and 2N updates of each run "
+                        "and print the setting's estimated cost (nothing is trained to the end)")
     args = parser.parse_args(argv)
     cfg = dict(SETTINGS[args.setting][args.dataset])
     if args.max_epoch is not None:
@@ -219,6 +256,9 @@ def main(argv=None):
     bin_dir = Path(sys.executable).parent
     data_bin = prepare(workdir, args.dataset, nwords=cfg["nwords"], max_lines=cfg["max_lines"], bin_dir=bin_dir)
     n_train = count_lines(workdir / "raw" / "train.input0")
+    if args.estimate:
+        return estimate(bin_dir, data_bin, workdir, args.dataset, cfg, args.seeds, args.parallel, n_train,
+                        count_lines(workdir / "raw" / "valid.input0"), args.estimate)
     out = workdir / "runs"
     jobs = [(f"{run}-seed{seed}",
              train_command(bin_dir, data_bin, out / f"{run}-seed{seed}", args.dataset, cfg, run, seed, n_train),

@@ -99,7 +99,7 @@ def write_raw(workdir, dataset, max_lines):
             (tmp / f"{split}.label").write_text("".join(label + "\n" for _, label in examples), encoding="utf-8")
 
 
-def build_dictionary(raw, dest, nwords, bin_dir):
+def build_dictionary(raw, dest, nwords):
     """One word dictionary over every training input (both sentences of a pair), in fairseq's format."""
     counts = Counter()
     for path in sorted(raw.glob("train.input*")):
@@ -114,7 +114,7 @@ def binarize(workdir, dataset, nwords, bin_dir):
     tool = str(Path(bin_dir) / "fairseq-preprocess")
     with atomic_path(workdir / "bin") as tmp:
         tmp.mkdir(parents=True)
-        build_dictionary(raw, tmp / "dict.txt", nwords, bin_dir)
+        build_dictionary(raw, tmp / "dict.txt", nwords)
         for inp in sorted({p.suffix[1:] for p in raw.glob("train.input*")}):
             subprocess.run([tool, "--only-source", "--trainpref", str(raw / f"train.{inp}"),
                             "--validpref", str(raw / f"valid.{inp}"), "--destdir", str(tmp / inp),

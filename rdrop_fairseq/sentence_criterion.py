@@ -12,7 +12,6 @@ or regression step is exactly fairseq's ``sentence_prediction.forward`` (the sam
 from dataclasses import dataclass, field
 
 import torch
-from fairseq.criterions import register_criterion
 from fairseq.criterions.sentence_prediction import (
     SentencePredictionConfig,
     SentencePredictionCriterion,
@@ -21,6 +20,7 @@ from fairseq.dataclass import ChoiceEnum
 from fairseq.logging import metrics
 
 from . import sentence_loss as sl
+from .registry import register_criterion_replacing
 from .schedule import RDropSchedule, log_rdrop_kl, per_copy_data_loss, rdrop_logging
 
 CRITERION_NAME = "sentence_prediction_with_rdrop"
@@ -84,7 +84,7 @@ def _head_kind(cfg, task):
     return "multilabel" if getattr(task, "multilabel", False) else "classification"
 
 
-@register_criterion(CRITERION_NAME, dataclass=SentencePredictionWithRDropConfig)
+@register_criterion_replacing(CRITERION_NAME, dataclass=SentencePredictionWithRDropConfig)
 class SentencePredictionWithRDropCriterion(RDropSchedule, SentencePredictionCriterion):
     def __init__(self, cfg: SentencePredictionWithRDropConfig, task):
         super().__init__(cfg, task)

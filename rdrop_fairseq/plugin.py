@@ -63,6 +63,7 @@ def load():
     # the criteria register themselves on import (registry.py reads NO_REPLACE_BUILTIN)
     from . import criterion  # noqa: F401
     from . import adaptive  # noqa: F401
+    from . import sentence_criterion, multilabel_task  # noqa: F401  (sentence-level R-Drop, multi-label task)
     _loaded = True
 
 

@@ -1,0 +1,281 @@
+"""Sentence-level R-Drop on real data with a small encoder trained from scratch, on CPU:
+SST-2 (classification), STS-B (regression) and GoEmotions (28-label multi-label).
+
+    RDROP_DATA_DIR=../shared/data python recipes/classification/run.py --dataset sst2 --seeds 1 2 3
+
+Prepares the data (prepare.py), trains a 2-layer d=128 RoBERTa-architecture encoder per run and
+seed with identical settings (baseline, R-Drop; for GoEmotions also R-Drop with
+``--rdrop-divergence softmax``), reads the per-epoch dev metrics from the logs, prints
+mean +- std over seeds of the best and the last epoch, and plots the dev curves. Resumable: a
+finished run (seed) is skipped on a rerun with the same settings.
+"""
+import argparse
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from prepare import prepare  # noqa: E402
+from recipes.common.data import Stages  # noqa: E402
+from recipes.common.plot import plot_runs, read_valid_stats  # noqa: E402
+
+# ---- what each dataset is ----------------------------------------------------------------------
+DATASETS = {
+    "sst2": dict(task="sentence_prediction", pair=False, num_classes=2, metric="valid_accuracy",
+                 report=[], extra_metrics=()),
+    "stsb": dict(task="sentence_prediction", pair=True, num_classes=1, metric="valid_pearson",
+                 report=["--regression-target", "--report-pearson-and-spearman"],
+                 extra_metrics=("valid_spearman",)),
+    "goemotions": dict(task="sentence_prediction_multilabel", pair=False, num_classes=None,
+                       metric="valid_macro_f1", report=[],
+                       extra_metrics=("valid_micro_f1", "valid_exact_match")),
+}
+# ---- the model and optimisation (shared by baseline and R-Drop) --------------------------------
+SMALL = dict(layers=2, embed_dim=128, ffn_dim=512, heads=4, dropout=0.1, attention_dropout=0.1,
+             lr=5e-4, warmup_ratio=0.06, batch_size=32, weight_decay=0.1, max_positions=128, nwords=10000)
+# Settings per dataset. "cpu" sizes: see README.md (estimated from short timed runs); rdrop_alpha
+# follows the paper's GLUE search space {0.1, 0.5, 1.0}.
+SETTINGS = {
+    "tiny": {  # tests/test_recipe_classification.py: a slice of the corpus, a few updates
+        ds: dict(SMALL, layers=1, embed_dim=32, ffn_dim=64, heads=2, batch_size=16, nwords=2000,
+                 max_lines={"train": 160, "valid": 48}, max_epoch=2, rdrop_alpha=1.0)
+        for ds in DATASETS
+    },
+    "cpu": {
+        "sst2": dict(SMALL, max_lines={"train": 20000}, max_epoch=3, rdrop_alpha=1.0),
+        "stsb": dict(SMALL, max_lines=None, max_epoch=10, rdrop_alpha=1.0),
+        "goemotions": dict(SMALL, max_lines={"train": 15000}, max_epoch=4, rdrop_alpha=1.0),
+    },
+}
+RUNS = {  # run name -> criterion arguments (the R-Drop alpha is filled in from the setting)
+    "baseline": ["--criterion", "sentence_prediction"],
+    "rdrop": ["--criterion", "sentence_prediction_with_rdrop", "--rdrop-alpha", "{alpha}"],
+}
+GOEMOTIONS_RUNS = {  # fairseq's sentence_prediction has no multi-label head: alpha 0 is the baseline
+    "baseline": ["--criterion", "sentence_prediction_with_rdrop", "--rdrop-alpha", "0"],
+    "rdrop": ["--criterion", "sentence_prediction_with_rdrop", "--rdrop-alpha", "{alpha}"],
+    "rdrop_softmax": ["--criterion", "sentence_prediction_with_rdrop", "--rdrop-alpha", "{alpha}",
+                      "--rdrop-divergence", "softmax"],
+}
+
+
+def runs_for(dataset):
+    return GOEMOTIONS_RUNS if dataset == "goemotions" else RUNS
+
+
+def count_lines(path):
+    with open(path, encoding="utf-8") as f:
+        return sum(1 for _ in f)
+
+
+def train_command(bin_dir, data_bin, save_dir, dataset, cfg, run, seed, n_train):
+    spec = DATASETS[dataset]
+    updates = math.ceil(n_train / cfg["batch_size"]) * cfg["max_epoch"]
+    cmd = [
+        str(bin_dir / "fairseq-train"), str(data_bin), "--user-dir", str(REPO / "rdrop_fairseq"),
+        "--task", spec["task"], "--arch", "roberta", "--init-token", "0",
+        *(["--separator-token", "2"] if spec["pair"] else []),
+        *(["--num-classes", str(spec["num_classes"])] if spec["num_classes"] else []),
+        "--encoder-layers", str(cfg["layers"]), "--encoder-embed-dim", str(cfg["embed_dim"]),
+        "--encoder-ffn-embed-dim", str(cfg["ffn_dim"]), "--encoder-attention-heads", str(cfg["heads"]),
+        "--max-positions", str(cfg["max_positions"]), "--shorten-method", "truncate",
+        "--dropout", str(cfg["dropout"]), "--attention-dropout", str(cfg["attention_dropout"]),
+        "--optimizer", "adam", "--adam-betas", "(0.9, 0.98)", "--adam-eps", "1e-06",
+        "--weight-decay", str(cfg["weight_decay"]), "--clip-norm", "0.0",
+        "--lr-scheduler", "polynomial_decay", "--lr", str(cfg["lr"]),
+        "--total-num-update", str(updates), "--warmup-updates", str(max(1, int(cfg["warmup_ratio"] * updates))),
+        "--batch-size", str(cfg["batch_size"]), "--required-batch-size-multiple", "1",
+        "--max-epoch", str(cfg["max_epoch"]), "--seed", str(seed), "--no-save",
+        "--log-format", "json", "--log-interval", "50", "--cpu", "--num-workers", "0",
+        *spec["report"],
+    ]
+    cmd += [a.format(alpha=cfg["rdrop_alpha"]) for a in runs_for(dataset)[run]]
+    return cmd
+
+
+def _stream(cmd, log_path, prefix):
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    log = open(log_path, "w", encoding="utf-8", buffering=1)
+    log.write(" ".join(cmd) + "\n")
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+
+    def pump():
+        for line in proc.stdout:
+            log.write(line)
+            print(f"[{prefix}] {line}", end="", flush=True)
+        log.close()
+
+    thread = threading.Thread(target=pump, daemon=True)
+    thread.start()
+    return proc, thread
+
+
+def train_all(jobs, parallel, stages):
+    """Run (name, cmd, out_dir) jobs not yet done, ``parallel`` at a time (one thread each)."""
+    todo = [job for job in jobs if not stages.is_done(job[0])]
+    for name, _, _ in jobs:
+        if not any(name == t[0] for t in todo):
+            print(f"[stage] {name}: already done, skipped", flush=True)
+    for start in range(0, len(todo), parallel):
+        started = []
+        for name, cmd, out in todo[start:start + parallel]:
+            out.mkdir(parents=True, exist_ok=True)
+            print(f"[stage] {name}: " + " ".join(cmd), flush=True)
+            started.append((name, out, time.time(), *_stream(cmd, out / "train.log", name)))
+        for name, out, t0, proc, thread in started:
+            code = proc.wait()
+            thread.join()
+            if code != 0:
+                raise SystemExit(f"fairseq-train for {name} failed (exit {code}); see {out / 'train.log'}")
+            (out / "train_seconds.txt").write_text(f"{time.time() - t0:.1f}\n")
+            stages.marker(name).write_text("done\n")
+
+
+def child_cpu_seconds(cmd):
+    """CPU seconds (user + sys) of one fairseq-train run: on a shared machine a better measure
+    of what the run costs on a free core than its wall time."""
+    import resource
+
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def estimate(bin_dir, data_bin, workdir, dataset, cfg, seeds, parallel, n_train, n_valid, updates):
+    """Time ``updates`` and 2x``updates`` updates of every run kind (seed 1), and extrapolate the
+    setting's full cost: startup + its updates + one validation per epoch (a validation pass
+    costs about a third of a training update per batch: forward only)."""
+    per_run = {}
+    for run in runs_for(dataset):
+        times = []
+        for n in (updates, 2 * updates):
+            cmd = train_command(bin_dir, data_bin, workdir / "estimate", dataset, cfg, run, seeds[0], n_train)
+            times.append(child_cpu_seconds(cmd + ["--max-update", str(n), "--disable-validation"]))
+        per_update = max((times[1] - times[0]) / updates, 1e-9)
+        startup = max(times[0] - updates * per_update, 0.0)
+        steps = math.ceil(n_train / cfg["batch_size"]) * cfg["max_epoch"]
+        valid = cfg["max_epoch"] * math.ceil(n_valid / cfg["batch_size"]) * per_update / 3
+        per_run[run] = dict(per_update_s=per_update, startup_s=startup, full_s=startup + steps * per_update + valid)
+        print(f"[estimate] {run}: {per_update:.3f} CPU s/update, startup {startup:.0f} s, "
+              f"{steps} updates -> {per_run[run]['full_s'] / 60:.1f} CPU min per seed", flush=True)
+    total = sum(r["full_s"] for r in per_run.values()) * len(seeds)
+    print(f"[estimate] {dataset} {len(seeds)} seed(s): {total / 60:.1f} CPU minutes; "
+          f"~{total / 60 / min(parallel, 2):.1f} min wall on a free 2-core CPU with --parallel {parallel}", flush=True)
+    return per_run
+
+
+def mean_std(values):
+    return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def summarize(out, dataset, seeds):
+    spec = DATASETS[dataset]
+    metrics = (spec["metric"], *spec["extra_metrics"])
+    rows, curves = [], {}
+    for run in runs_for(dataset):
+        per_seed = []
+        for seed in seeds:
+            stats = read_valid_stats(out / f"{run}-seed{seed}" / "train.log")
+            best = max(stats, key=lambda s: s[spec["metric"]])
+            per_seed.append(dict(seed=seed, best={m: best.get(m, float("nan")) for m in metrics},
+                                 last={m: stats[-1].get(m, float("nan")) for m in metrics},
+                                 best_epoch=best["epoch"], valid_loss=stats[-1]["valid_loss"],
+                                 train_s=float((out / f"{run}-seed{seed}" / "train_seconds.txt").read_text())))
+            curves[f"{run} (seed {seed})"] = stats
+        row = dict(run=run, seeds=per_seed)
+        for when in ("best", "last"):
+            for m in metrics:
+                row[f"{when}_{m}"] = mean_std([s[when][m] for s in per_seed])
+        rows.append(row)
+    return rows, curves, metrics
+
+
+def format_table(rows, metrics):
+    cols = [f"{w} {m.replace('valid_', '')}" for w in ("best", "last") for m in metrics]
+    lines = ["| run | " + " | ".join(cols) + " | train time / seed (s) |", "|---" * (len(cols) + 2) + "|"]
+    for r in rows:
+        cells = [f"{r[f'{w}_{m}'][0]:.2f} ± {r[f'{w}_{m}'][1]:.2f}" for w in ("best", "last") for m in metrics]
+        secs = statistics.mean(s["train_s"] for s in r["seeds"])
+        lines.append(f"| {r['run']} | " + " | ".join(cells) + f" | {secs:.0f} |")
+    return "\n".join(lines)
+
+
+def check_same_config(workdir, cfg):
+    saved = workdir / "config.json"
+    if saved.exists():
+        old = json.loads(saved.read_text())
+        if old != json.loads(json.dumps(cfg)):
+            raise SystemExit(f"{workdir} was prepared with other settings ({saved}: {old}); "
+                             "pass another --workdir or delete that folder")
+    else:
+        workdir.mkdir(parents=True, exist_ok=True)
+        saved.write_text(json.dumps(cfg))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", choices=sorted(DATASETS), required=True)
+    parser.add_argument("--setting", choices=sorted(SETTINGS), default="cpu")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3], help="one run of each kind per seed")
+    parser.add_argument("--max-epoch", type=int, help="override the setting's epochs (every run)")
+    parser.add_argument("--rdrop-alpha", type=float, help="override the setting's R-Drop alpha")
+    parser.add_argument("--parallel", type=int, default=2, help="trainings at a time (one thread each)")
+    parser.add_argument("--workdir", type=Path, help="default: <repo>/work/classification-<dataset>-<setting>")
+    parser.add_argument("--plot", type=Path, help="PNG of the dev curves (default: <workdir>/valid_curves.png)")
+    parser.add_argument("--estimate", type=int, metavar="N", help="only time N and 2N updates of each run "
+                        "and print the setting's estimated cost (nothing is trained to the end)")
+    args = parser.parse_args(argv)
+    cfg = dict(SETTINGS[args.setting][args.dataset])
+    if args.max_epoch is not None:
+        if args.max_epoch < 1:
+            parser.error(f"--max-epoch must be >= 1, got {args.max_epoch}")
+        cfg["max_epoch"] = args.max_epoch
+    if args.rdrop_alpha is not None:
+        if not args.rdrop_alpha > 0:
+            parser.error(f"--rdrop-alpha must be > 0, got {args.rdrop_alpha}")
+        cfg["rdrop_alpha"] = args.rdrop_alpha
+    if args.parallel < 1:
+        parser.error(f"--parallel must be >= 1, got {args.parallel}")
+    if len(set(args.seeds)) != len(args.seeds):
+        parser.error(f"--seeds repeats a seed: {args.seeds}")
+    workdir = (args.workdir or REPO / "work" / f"classification-{args.dataset}-{args.setting}").resolve()
+    check_same_config(workdir, cfg)
+    print(f"[classification] dataset={args.dataset} setting={args.setting} seeds={args.seeds} "
+          f"workdir={workdir}\n[classification] {json.dumps(cfg)}", flush=True)
+
+    bin_dir = Path(sys.executable).parent
+    data_bin = prepare(workdir, args.dataset, nwords=cfg["nwords"], max_lines=cfg["max_lines"], bin_dir=bin_dir)
+    n_train = count_lines(workdir / "raw" / "train.input0")
+    if args.estimate:
+        return estimate(bin_dir, data_bin, workdir, args.dataset, cfg, args.seeds, args.parallel, n_train,
+                        count_lines(workdir / "raw" / "valid.input0"), args.estimate)
+    out = workdir / "runs"
+    jobs = [(f"{run}-seed{seed}",
+             train_command(bin_dir, data_bin, out / f"{run}-seed{seed}", args.dataset, cfg, run, seed, n_train),
+             out / f"{run}-seed{seed}")
+            for seed in args.seeds for run in runs_for(args.dataset)]
+    train_all(jobs, args.parallel, Stages(workdir / "stages"))
+
+    rows, curves, metrics = summarize(out, args.dataset, args.seeds)
+    table = format_table(rows, metrics)
+    plot_path = args.plot or workdir / "valid_curves.png"
+    plot_runs(curves, plot_path, title=f"{args.dataset} ({args.setting}, {cfg['max_epoch']} epochs, "
+              f"seeds {args.seeds})", metrics=("valid_loss", *metrics))
+    (workdir / "results.json").write_text(json.dumps(dict(rows=rows, cfg=cfg, seeds=args.seeds), indent=1))
+    print(f"\n{table}\n\nmean ± std over seeds {args.seeds}; best = the epoch with the best "
+          f"{metrics[0].replace('valid_', '')}, last = epoch {cfg['max_epoch']}\nplot: {plot_path}", flush=True)
+    return rows
+
+
+if __name__ == "__main__":
+    main()

@@ -15,5 +15,6 @@ patch_fairseq_ngram_blocking()
 
 from . import criterion  # noqa: E402,F401  (registers label_smoothed_cross_entropy_with_rdrop)
 from . import adaptive  # noqa: E402,F401  (registers adaptive_loss_with_rdrop)
+from . import childtuning  # noqa: E402,F401  (registers childtuning_adam)
 
 __version__ = "0.1.0"

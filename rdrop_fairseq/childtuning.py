@@ -197,6 +197,8 @@ class ChildTuningMixin:
         if self.mode == "D" and not cfg.childtuning_mask:
             raise ValueError(f"--childtuning-mode D needs --childtuning-mask; create the file with {MASK_COMMAND}")
 
+        if param_names is not None and len(param_names) != len(params):
+            raise ValueError(f"childtuning: {len(param_names)} param_names for {len(params)} parameters")
         named = [(n, tuple(p.shape)) for n, p in zip(param_names, params)] if param_names else getattr(_published, "value", None)
         if named is None:
             raise ValueError(
@@ -207,9 +209,11 @@ class ChildTuningMixin:
         selected = ct.select([n for n, _ in named], pattern)
         if not any(selected):
             opt = "--childtuning-params-regex" if cfg.childtuning_params_regex else "--childtuning-params"
-            raise ValueError(f"{opt} {cfg.childtuning_params_regex or cfg.childtuning_params}: matches none "
+            value = cfg.childtuning_params_regex or str(cfg.childtuning_params)
+            raise ValueError(f"{opt} {value!r}: matches none "
                              f"of the model's {len(named)} parameters (e.g. {named[0][0]!r})")
         self._params = params
+        self._generators = {}  # one per device, re-seeded for every (update, parameter)
         self._segments = self._layout(params, named, selected)
         self.named_shapes, self.selected = named, selected
         self.d_masks = None
@@ -237,6 +241,7 @@ class ChildTuningMixin:
 
     def _set_d_masks(self, masks):
         self.d_masks = masks
+        self._d_state = mask_state(masks, self.reserve_p)  # packed once, saved with every checkpoint
         # one multiplier per optimizer tensor, on its device (ones where nothing is masked)
         self._d_tensor_masks = {}
         for j, off, n, i in self._segments:
@@ -259,7 +264,9 @@ class ChildTuningMixin:
             g = self._params[j].grad
             if g is None:
                 continue
-            gen = torch.Generator(device=g.device)
+            gen = self._generators.get(g.device)
+            if gen is None:
+                gen = self._generators[g.device] = torch.Generator(device=g.device)
             gen.manual_seed(ct.step_seed(self.seed, self.updates, i))
             keep = ct.draw_keep(n, self.reserve_p, gen, g.device)
             ct.mask_gradient_(g.view(-1)[off:off + n], keep, self.reserve_p)
@@ -273,7 +280,7 @@ class ChildTuningMixin:
         state = super().state_dict()
         ours = dict(mode=self.mode, reserve_p=self.reserve_p, seed=self.seed, updates=self.updates)
         if self.d_masks is not None:
-            ours["d_mask"] = mask_state(self.d_masks, self.reserve_p)
+            ours["d_mask"] = self._d_state
         state[STATE_KEY] = ours
         return state
 

@@ -23,7 +23,7 @@ import torch
 #   bert.encoder.layer.N.* and nothing else: not embeddings, pooler or classifier).
 PATTERNS = {
     "layers": r"(^|\.)layers\.\d+\.",
-    "encoder-layers": r"(^|\.)encoder\.(sentence_encoder\.)?layers\.\d+\.",
+    "encoder_layers": r"(^|\.)encoder\.(sentence_encoder\.)?layers\.\d+\.",
     "all": r"",
 }
 # What the official code (alibaba/AliceMind, ChildTuning) masks: ChildTuning-F masks every

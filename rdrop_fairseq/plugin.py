@@ -22,7 +22,8 @@ logger = logging.getLogger(__name__)
 NO_REPLACE_BUILTIN = "RDROP_FAIRSEQ_NO_REPLACE_BUILTIN"
 NO_CHECKPOINT_ALLOWLIST = "RDROP_FAIRSEQ_NO_CHECKPOINT_ALLOWLIST"
 NO_NGRAM_FIX = "RDROP_FAIRSEQ_NO_NGRAM_FIX"
-SWITCHES = (NO_REPLACE_BUILTIN, NO_CHECKPOINT_ALLOWLIST, NO_NGRAM_FIX)
+NO_TRAINER_PATCH = "RDROP_FAIRSEQ_NO_TRAINER_PATCH"
+SWITCHES = (NO_REPLACE_BUILTIN, NO_CHECKPOINT_ALLOWLIST, NO_NGRAM_FIX, NO_TRAINER_PATCH)
 
 _ON = ("1", "true", "yes", "on")
 _OFF = ("", "0", "false", "no", "off")
@@ -64,6 +65,13 @@ def load():
     from . import criterion  # noqa: F401
     from . import adaptive  # noqa: F401
     from . import sentence_criterion, multilabel_task  # noqa: F401  (sentence-level R-Drop, multi-label task)
+    from . import childtuning  # noqa: F401  (registers childtuning_adam)
+
+    if skip[NO_TRAINER_PATCH]:
+        logger.info("rdrop_fairseq: %s set: fairseq's Trainer left as is (childtuning_adam will refuse "
+                    "to start: it needs parameter names)", NO_TRAINER_PATCH)
+    else:
+        childtuning.patch_trainer_build_optimizer()
     _loaded = True
 
 

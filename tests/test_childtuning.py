@@ -1,0 +1,588 @@
+"""ChildTuning: the childtuning_adam optimizer, its D-mask command, and fairseq's machinery.
+
+Unit tests check the masks against the paper's definitions written independently (numpy's
+percentile, plain Adam on the masked gradient); the end-to-end runs train a tiny
+transformer a few updates with fairseq-train (R-Drop criterion, resume, mask command).
+"""
+import math
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import COMMON, REPO, USER_DIR, last_train_stats, run_cli, tiny_batch, tiny_task, tiny_transformer
+
+from rdrop_fairseq import childtuning_math as ct
+from rdrop_fairseq.childtuning import (
+    ChildTuningAdam,
+    ChildTuningAdamConfig,
+    mask_state,
+    published_parameters,
+)
+
+TINY = (
+    "--arch transformer --encoder-layers 1 --decoder-layers 1 --encoder-embed-dim 32 "
+    "--decoder-embed-dim 32 --encoder-ffn-embed-dim 64 --decoder-ffn-embed-dim 64 "
+    "--encoder-attention-heads 2 --decoder-attention-heads 2 --share-all-embeddings"
+).split()
+LS = ["--criterion", "label_smoothed_cross_entropy", "--label-smoothing", "0.1"]
+RDROP = ["--criterion", "label_smoothed_cross_entropy_with_rdrop", "--label-smoothing", "0.1", "--rdrop-alpha", "1"]
+FINETUNE = ["--reset-optimizer", "--reset-dataloader", "--reset-meters"]
+
+
+def cfg(**kw):
+    base = dict(lr=[1e-3], tpu=False, seed=1, adam_betas="(0.9, 0.999)")
+    base.update(kw)
+    return ChildTuningAdamConfig(**base)
+
+
+def named_params(model):
+    return [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+
+
+def write_mask(path, masks, p):
+    torch.save(mask_state(masks, p), path)
+    return str(path)
+
+
+def random_masks(model, pattern, p, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return {n: torch.rand(q.shape, generator=g) < p for n, q in named_params(model) if re.search(pattern, n)}
+
+
+# ---- ChildTuning-F ------------------------------------------------------------------------
+def test_f_mask_keep_rate_and_unbiased():
+    """Over N updates each entry is kept ~ Binomial(N, p) times: the keep rate is p within
+    5 sigma, and the mean masked gradient tends to g with per-entry variance g^2 (1-p)/(pN)."""
+    p, n_upd, numel = 0.3, 400, 2000
+    param = torch.nn.Parameter(torch.zeros(numel))
+    opt = ChildTuningAdam(cfg(childtuning_reserve_p=p, lr=[0.0]), [param], param_names=["encoder.layers.0.fc1.weight"])
+    g = torch.randn(numel, generator=torch.Generator().manual_seed(0)) + 0.5
+    total, kept = torch.zeros(numel, dtype=torch.float64), 0
+    for _ in range(n_upd):
+        param.grad = g.clone()
+        opt.step()
+        kept += int(param.grad.ne(0).sum())
+        nonzero = param.grad[param.grad.ne(0)]
+        torch.testing.assert_close(nonzero, (g / p)[param.grad.ne(0)])  # kept entries are exactly g / p
+        total += param.grad.double()
+    assert opt.updates == n_upd
+    rate_sigma = math.sqrt(p * (1 - p) / (n_upd * numel))
+    assert abs(kept / (n_upd * numel) - p) < 5 * rate_sigma
+    z = (total / n_upd - g.double()) / (g.double().abs() * math.sqrt((1 - p) / (p * n_upd)))
+    assert z.abs().max() < 5.5
+    # the z-scores have unit variance: the masks are independent across updates
+    assert abs(float((z ** 2).mean()) - 1) < 5 * math.sqrt(2 / numel)
+
+
+@pytest.mark.parametrize("mode", ["F", "D"])
+def test_mask_same_on_every_worker_and_under_fp16_flat_layout(mode, tmp_path):
+    """Two optimizers with one seed (two workers) mask identically; fairseq --fp16's single
+    flat fp32 copy of the parameters gets the same masks as per-tensor parameters."""
+    model = tiny_transformer(tiny_task())
+    named = named_params(model)
+    names, shapes = [n for n, _ in named], [(n, tuple(q.shape)) for n, q in named]
+    kw = dict(childtuning_mode=mode, childtuning_reserve_p=0.3, lr=[0.0])
+    if mode == "D":
+        kw["childtuning_mask"] = write_mask(tmp_path / "m.pt", random_masks(model, ct.PATTERNS["layers"], 0.3), 0.3)
+    grads = [torch.randn(q.shape, generator=torch.Generator().manual_seed(i)) for i, (_, q) in enumerate(named)]
+
+    def masked(seed, flat=False, updates=0):
+        params = [torch.nn.Parameter(q.detach().clone()) for _, q in named]
+        if flat:
+            flat_p = torch.nn.Parameter(torch.cat([q.reshape(-1) for q in params]))
+            with published_parameters(shapes):
+                opt = ChildTuningAdam(cfg(seed=seed, **kw), [flat_p])
+            flat_p.grad = torch.cat([g.reshape(-1) for g in grads])
+        else:
+            opt = ChildTuningAdam(cfg(seed=seed, **kw), params, param_names=names)
+            for q, g in zip(params, grads):
+                q.grad = g.clone()
+        opt.updates = updates
+        opt.apply_mask_()
+        return flat_p.grad.clone() if flat else torch.cat([q.grad.reshape(-1) for q in params])
+
+    a = masked(1)
+    assert torch.equal(a, masked(1)) and torch.equal(a, masked(1, flat=True))
+    assert not torch.equal(a, torch.cat([g.reshape(-1) for g in grads]))
+    if mode == "F":  # a new mask for another seed or another update
+        assert not torch.equal(a, masked(2)) and not torch.equal(a, masked(1, updates=1))
+    else:  # the fixed mask
+        assert torch.equal(a, masked(2, updates=5))
+
+
+# ---- ChildTuning-D ------------------------------------------------------------------------
+@pytest.mark.parametrize("p", [0.1, 0.3, 0.75, 1.0])
+def test_top_p_matches_numpy_percentile_with_ties(p):
+    g = torch.Generator().manual_seed(3)
+    fisher = {"a": torch.rand(40, 7, generator=g), "b": (torch.rand(300, generator=g) * 8).floor() / 8}
+    fisher["b"][:50] = 0.0  # ties, and zeros as unused rows give
+    masks, threshold = ct.top_p_masks(fisher, p)
+    allv = np.concatenate([f.reshape(-1).double().numpy() for f in fisher.values()])
+    polar = np.percentile(allv, (1 - p) * 100)
+    for n, f in fisher.items():
+        assert torch.equal(masks[n], torch.from_numpy(f.double().numpy() >= polar)), n
+    assert threshold == pytest.approx(polar, rel=1e-12, abs=1e-15)
+    kept = sum(int(m.sum()) for m in masks.values())
+    assert kept >= round(p * allv.size) - 1
+
+
+@pytest.mark.parametrize("wd", [0.0, 0.01])
+def test_d_update_is_plain_adam_on_the_masked_gradient(tmp_path, wd):
+    """One update of childtuning_adam (D) against fairseq's adam: unselected parameters
+    (embeddings) and kept entries get exactly adam's update; masked-out entries only the
+    decoupled weight decay (which applies whatever the mask, as in the official code)."""
+    from fairseq.optim.adam import FairseqAdam
+
+    task = tiny_task()
+    model, ref = tiny_transformer(task), tiny_transformer(task)
+    masks = random_masks(model, ct.PATTERNS["layers"], 0.3)
+    opt = ChildTuningAdam(cfg(childtuning_mode="D", childtuning_mask=write_mask(tmp_path / "m.pt", masks, 0.3),
+                              weight_decay=wd), model.parameters(),
+                          param_names=[n for n, _ in named_params(model)])
+    ref_opt = FairseqAdam(cfg(weight_decay=wd), ref.parameters())
+    before = {n: q.detach().clone() for n, q in model.named_parameters()}
+    model.train(), ref.train()
+    for m, o in ((model, opt), (ref, ref_opt)):
+        torch.manual_seed(5)
+        out = m(**tiny_batch(task)["net_input"])[0]
+        out.float().pow(2).mean().backward()
+    grads = {n: q.grad.clone() for n, q in ref.named_parameters()}
+    for n, q in model.named_parameters():
+        assert torch.equal(q.grad, grads[n])  # same gradient going in
+    # the reference: plain adam on the masked gradient
+    for n, q in ref.named_parameters():
+        if n in masks:
+            q.grad.mul_(masks[n].to(q.grad.dtype))
+    opt.step(), ref_opt.step()
+    refp = dict(ref.named_parameters())
+    assert "encoder.embed_tokens.weight" not in masks
+    for n, q in model.named_parameters():
+        assert torch.equal(q, refp[n]), n
+        if n in masks:
+            decayed = before[n].clone().add_(before[n], alpha=-wd * 1e-3)
+            assert torch.equal(q[~masks[n]], decayed[~masks[n]]), n
+            assert not torch.equal(q[masks[n]], before[n][masks[n]]), n
+
+
+def test_default_selection_leaves_head_and_embeddings():
+    from argparse import Namespace
+
+    from fairseq.data import Dictionary
+    from fairseq.models.roberta import RobertaModel, base_architecture
+
+    d = Dictionary()
+    for i in range(30):
+        d.add_symbol(f"w{i}")
+    args = Namespace(encoder_layers=2, encoder_embed_dim=16, encoder_ffn_embed_dim=32,
+                     encoder_attention_heads=2, max_positions=32, arch="roberta_base")
+    base_architecture(args)
+    roberta = RobertaModel.build_model(args, Namespace(source_dictionary=d, dictionary=d))
+    roberta.register_classification_head("sentence_classification_head", num_classes=2)
+    transformer = tiny_transformer(tiny_task())
+    for model, prefix in ((roberta, "encoder.sentence_encoder.layers."), (transformer, None)):
+        names = [n for n, _ in named_params(model)]
+        d_sel = dict(zip(names, ct.select(names, ct.resolve_pattern("D", "official"))))
+        for n, s in d_sel.items():
+            in_block = re.search(r"\.layers\.\d+\.", n) is not None
+            assert s == in_block, n
+            if any(k in n for k in ("embed", "classification_heads", "lm_head", "output_projection")):
+                assert not s, n
+        if prefix:
+            assert all(s == n.startswith(prefix) for n, s in d_sel.items())
+        # the official code's F masks every parameter
+        assert all(ct.select(names, ct.resolve_pattern("F", "official")))
+    names = [n for n, _ in named_params(transformer)]
+    enc = ct.select(names, ct.resolve_pattern("F", "encoder_layers"))
+    assert [n for n, s in zip(names, enc) if s] == [n for n in names if n.startswith("encoder.layers.")]
+
+
+# ---- fairseq's machinery ------------------------------------------------------------------
+def parsed_cfg(*extra):
+    from fairseq import options
+    from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+
+    parser = options.get_training_parser()
+    args = options.parse_args_and_arch(parser, ["unused-data", *TINY, "--optimizer", "childtuning_adam",
+                                                "--lr", "1e-3", "--cpu", *extra])
+    return convert_namespace_to_omegaconf(args)
+
+
+def test_fp16_optimizer_masks_the_unscaled_clipped_gradient_after_the_overflow_check(tmp_path):
+    """fairseq's FP16Optimizer: the loss is scaled, the norm is computed and checked for
+    overflow on the whole gradient, then step() unscales/clips and our mask applies just
+    before adam. An overflow in a masked-out entry is still an overflow."""
+    from fairseq.optim import FP16Optimizer
+    from fairseq.optim.adam import FairseqAdam
+
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(8, 4).half()
+    names = ["encoder.layers.0.fc1.weight", "encoder.layers.0.fc1.bias"]
+    masks = {"encoder.layers.0.fc1.weight": torch.rand(4, 8) < 0.3, "encoder.layers.0.fc1.bias": torch.rand(4) < 0.3}
+    masks["encoder.layers.0.fc1.weight"][0, 0] = False
+    c = parsed_cfg("--fp16", "--fp16-no-flatten-grads", "--childtuning-mode", "D", "--childtuning-mask",
+                   write_mask(tmp_path / "m.pt", masks, 0.3))
+    params = list(lin.parameters())
+    with published_parameters([(n, tuple(q.shape)) for n, q in zip(names, params)]):
+        opt = FP16Optimizer.build_optimizer(c, params)
+    x = torch.randn(16, 8).half()
+
+    def backward():
+        opt.zero_grad()
+        opt.backward(lin(x).float().pow(2).sum())
+        opt.multiply_grads(1 / 16)  # the trainer's 1 / sample_size
+
+    backward()
+    fp16_grads = [q.grad.float() for q in params]
+    norm = opt.clip_grad_norm(0.05)
+    factor = opt._multiply_factor
+    assert float(norm) > 0.05  # clipping is active
+    ref = [torch.nn.Parameter(q.detach().float()) for q in params]
+    ref_opt = FairseqAdam(cfg(), ref)
+    for r, g, n in zip(ref, fp16_grads, names):
+        r.grad = (g * factor) * masks[n].float()
+    opt.step(), ref_opt.step()
+    for p32, r in zip(opt.fp32_params, ref):
+        assert torch.equal(p32, r)
+    assert opt.fp32_optimizer.updates == 1
+
+    backward()
+    params[0].grad[0, 0] = float("inf")  # masked out by D, still an overflow
+    before = [p32.detach().clone() for p32 in opt.fp32_params]
+    with pytest.raises(OverflowError):
+        opt.clip_grad_norm(0.05)
+    assert opt.fp32_optimizer.updates == 1
+    assert all(torch.equal(a, b) for a, b in zip(before, opt.fp32_params))
+    assert opt.fp32_optimizer.supports_memory_efficient_fp16 and opt.fp32_optimizer.supports_flat_params
+
+
+def make_trainer(data, *extra):
+    from fairseq import tasks
+    from fairseq.trainer import Trainer
+
+    c = parsed_cfg(*extra)
+    c.task.data = str(data)
+    task = tasks.setup_task(c.task)
+    torch.manual_seed(0)
+    model = task.build_model(c.model)
+    trainer = Trainer(c, task, model, task.build_criterion(c.criterion))
+    trainer.lr_step(1)
+    return trainer, task
+
+
+def test_update_freq_2_equals_one_update_on_the_doubled_batch(translation_bin):
+    """--update-freq 2: one F mask per update (drawn in the optimizer's step), so two
+    micro-batches give the update of their union under the same mask."""
+    flags = [*LS, "--dropout", "0", "--childtuning-mode", "F", "--childtuning-reserve-p", "0.3"]
+    results = []
+    for split in (False, True):
+        trainer, task = make_trainer(translation_bin, *flags, "--update-freq", "2" if split else "1")
+        task.load_dataset("train")
+        ds = task.dataset("train")
+        batches = [[ds.collater([ds[i] for i in range(8 * k, 8 * k + 8)])] for k in range(2)]
+        if split:
+            batches = [[ds.collater([ds[i] for i in range(8 * k + h, 8 * k + h + 4)]) for h in (0, 4)] for k in range(2)]
+        before = {n: q.detach().clone() for n, q in trainer.model.named_parameters()}
+        grads = []
+        for samples in batches:
+            trainer.train_step(samples)
+            # the gradient adam saw: masked in place by the optimizer's step
+            grads.append({n: q.grad.clone() for n, q in trainer.model.named_parameters()})
+        results.append((before, grads, {n: q.detach().clone() for n, q in trainer.model.named_parameters()}))
+    (b0, g0, _), (b1, g1, _) = results
+    for ga, gb in zip(g0, g1):
+        scale = max(float(g.abs().max()) for g in ga.values())
+        zeros = sum(int(g.eq(0).sum()) for g in ga.values()) / sum(g.numel() for g in ga.values())
+        assert 0.6 < zeros < 0.8  # one mask of keep rate 0.3 for the update, not one per micro-batch
+        for n in ga:  # a mask differing anywhere would leave g / p against 0 there
+            torch.testing.assert_close(ga[n], gb[n], rtol=1e-4, atol=1e-6 * scale)
+    # same start; the parameters then follow from these gradients by adam, elementwise (not
+    # compared: adam's g / (|g| + eps) turns the rounding noise of gradients that cancel
+    # exactly in theory, e.g. attention key biases, into steps of size ~lr)
+    assert all(torch.equal(b0[n], b1[n]) for n in b0)
+
+
+# ---- end-to-end with fairseq-train ---------------------------------------------------------
+@pytest.fixture(scope="module")
+def pretrained(translation_bin, tmp_path_factory):
+    """A 'pre-trained' tiny transformer: 2 plain updates."""
+    save = tmp_path_factory.mktemp("pretrained")
+    run_cli("fairseq-train", translation_bin, "--user-dir", USER_DIR, *TINY, *LS, "--max-tokens", "1500",
+            "--max-update", "2", "--save-dir", save, "--no-epoch-checkpoints", *COMMON)
+    return save / "checkpoint_last.pt"
+
+
+def mask_command(data, ckpt, out, *extra):
+    proc = subprocess.run(
+        [sys.executable, "-m", "rdrop_fairseq.childtuning_mask", str(data), "--user-dir", USER_DIR, *TINY, *LS,
+         "--max-tokens", "1500", "--optimizer", "childtuning_adam", "--childtuning-mode", "D",
+         "--childtuning-reserve-p", "0.3", "--childtuning-mask", str(out), "--restore-file", str(ckpt),
+         *extra, "--cpu", "--seed", "1"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**__import__("os").environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    return proc.stdout
+
+
+@pytest.fixture(scope="module")
+def d_mask(translation_bin, pretrained, tmp_path_factory):
+    """The mask command's file and output for the 'pre-trained' model (dropout 0)."""
+    path = tmp_path_factory.mktemp("mask") / "mask.pt"
+    return path, mask_command(translation_bin, pretrained, path, "--dropout", "0")
+
+
+def test_mask_command_equals_top_p_of_a_brute_force_fisher(translation_bin, pretrained, d_mask):
+    """The command's mask against an independent Fisher: per batch, autograd of the batch's
+    mean loss, each parameter's gradient clipped to norm 1 (torch's clip_grad_norm_, as the
+    official code), squared, averaged; then numpy's percentile and >=."""
+    from fairseq import checkpoint_utils, tasks, utils
+
+    mask_path, out = d_mask
+    assert re.search(r"^total\s+\d+\s+\d+\s+0\.3\d*$", out, flags=re.M), out[-2000:]
+    assert re.search(r"^encoder\.layers\.0\s", out, flags=re.M)
+
+    c = parsed_cfg(*LS, "--dropout", "0", "--max-tokens", "1500", "--seed", "1")
+    c.task.data = str(translation_bin)
+    task = tasks.setup_task(c.task)
+    model, crit = task.build_model(c.model), task.build_criterion(c.criterion)
+    model.load_state_dict(checkpoint_utils.load_checkpoint_to_cpu(str(pretrained))["model"], model_cfg=c.model)
+    task.load_dataset("train")
+    # the batches fairseq-train would form (the same iterator arguments)
+    itr = task.get_batch_iterator(dataset=task.dataset("train"), max_tokens=1500,
+                                  max_positions=utils.resolve_max_positions(task.max_positions(), model.max_positions(), 1500),
+                                  ignore_invalid_inputs=True, required_batch_size_multiple=8, seed=1,
+                                  epoch=1).next_epoch_itr(shuffle=True)
+    sel = [(n, q) for n, q in model.named_parameters() if re.search(r"\.layers\.\d+\.", n)]
+    fisher = {n: torch.zeros(q.shape, dtype=torch.float64) for n, q in sel}
+    model.train()
+    batches = 0
+    for sample in itr:
+        loss, sample_size, _ = crit(model, sample)
+        grads = torch.autograd.grad(loss / sample_size, [q for _, q in sel], allow_unused=True)
+        for (n, q), g in zip(sel, grads):
+            g = torch.zeros_like(q) if g is None else g.clone()
+            holder = torch.nn.Parameter(q.detach().clone())
+            holder.grad = g
+            torch.nn.utils.clip_grad_norm_([holder], 1.0)
+            fisher[n] += holder.grad.double() ** 2
+        batches += 1
+    allv = np.concatenate([(f / batches).reshape(-1).numpy() for f in fisher.values()])
+    polar = np.percentile(allv.astype(np.float32).astype(np.float64), 70)
+    saved = torch.load(mask_path, weights_only=True)
+    assert saved["batches"] == batches and set(saved["masks"]) == set(fisher)
+    agree = total = 0
+    for n, f in fisher.items():
+        got = ct.unpack_bits(saved["masks"][n], f.shape)
+        want = torch.from_numpy((f / batches).float().double().numpy() >= polar)
+        agree += int(got.eq(want).sum())
+        total += f.numel()
+    # float32 (command) vs float64 (here) accumulation may flip entries at the threshold only
+    assert total - agree <= 2, (total - agree, total)
+
+
+def test_rdrop_with_childtuning_d_end_to_end(translation_bin, pretrained, d_mask, tmp_path):
+    """fairseq-train, R-Drop criterion + childtuning_adam D from the 'pre-trained' weights:
+    masked-out entries of the transformer blocks never move (no weight decay), kept entries
+    and the (unmasked) embeddings do."""
+    mask = d_mask[0]
+    save = tmp_path / "ckpt"
+    log = run_cli("fairseq-train", translation_bin, "--user-dir", USER_DIR, *TINY, *RDROP, "--max-tokens", "1500",
+                  "--optimizer", "childtuning_adam", "--childtuning-mode", "D", "--childtuning-reserve-p", "0.3",
+                  "--childtuning-mask", mask, "--restore-file", pretrained, *FINETUNE, "--max-update", "2",
+                  "--save-dir", save, *COMMON[2:])
+    assert "ChildTuning-D: p=0.3, masking 42/43 parameters" in log
+    assert float(last_train_stats(log)["rdrop_kl_loss"]) > 0
+    start = torch.load(pretrained, weights_only=False)["model"]
+    end = torch.load(save / "checkpoint_last.pt", weights_only=False)
+    masks = torch.load(mask, weights_only=True)
+    for n, packed in masks["masks"].items():
+        keep = ct.unpack_bits(packed, start[n].shape)
+        assert torch.equal(end["model"][n][~keep], start[n][~keep]), n
+    moved = sum(int(end["model"][n].ne(start[n]).sum()) for n in masks["masks"])
+    kept = sum(int(ct.unpack_bits(p, start[n].shape).sum()) for n, p in masks["masks"].items())
+    assert moved > 0.9 * kept
+    assert not torch.equal(end["model"]["encoder.embed_tokens.weight"], start["encoder.embed_tokens.weight"])
+    ours = end["last_optimizer_state"]["childtuning"]
+    assert ours["updates"] == 2 and set(ours["d_mask"]["masks"]) == set(masks["masks"])
+
+
+def test_resume_is_exact_f_mode_with_rdrop(translation_bin, tmp_path):
+    """4 updates in one run == 2 updates, then resume for 2 more (F mask from (seed, update))."""
+    args = [translation_bin, "--user-dir", USER_DIR, *TINY, *RDROP, "--max-tokens", "1500", "--optimizer",
+            "childtuning_adam", "--childtuning-mode", "F", "--childtuning-reserve-p", "0.3",
+            "--no-epoch-checkpoints", *COMMON[2:]]
+    run_cli("fairseq-train", *args, "--max-update", "4", "--save-dir", tmp_path / "a")
+    run_cli("fairseq-train", *args, "--max-update", "2", "--save-dir", tmp_path / "b")
+    log = run_cli("fairseq-train", *args, "--max-update", "4", "--save-dir", tmp_path / "b")
+    assert re.search(r"Loaded checkpoint .* \(epoch \d+ @ 2 updates\)", log), log[-2000:]
+    a = torch.load(tmp_path / "a" / "checkpoint_last.pt", weights_only=False)
+    b = torch.load(tmp_path / "b" / "checkpoint_last.pt", weights_only=False)
+    assert a["last_optimizer_state"]["childtuning"]["updates"] == 4 == b["last_optimizer_state"]["childtuning"]["updates"]
+    for n, v in a["model"].items():
+        assert torch.equal(v, b["model"][n]), n
+
+
+def test_resume_keeps_the_checkpoint_d_mask(tmp_path, caplog):
+    """load_state_dict restores the update count and the D mask the run was trained with,
+    even if the --childtuning-mask file changed since."""
+    model = tiny_transformer(tiny_task())
+    names = [n for n, _ in named_params(model)]
+    m1 = random_masks(model, ct.PATTERNS["layers"], 0.3, seed=1)
+    m2 = random_masks(model, ct.PATTERNS["layers"], 0.3, seed=2)
+    a = ChildTuningAdam(cfg(childtuning_mode="D", childtuning_mask=write_mask(tmp_path / "1.pt", m1, 0.3)),
+                        model.parameters(), param_names=names)
+    a.updates = 7
+    state = a.state_dict()
+    b = ChildTuningAdam(cfg(childtuning_mode="D", childtuning_mask=write_mask(tmp_path / "2.pt", m2, 0.3)),
+                        model.parameters(), param_names=names)
+    assert any(not torch.equal(b.d_masks[n], m1[n]) for n in m1)
+    b.load_state_dict(state)
+    assert b.updates == 7 and all(torch.equal(b.d_masks[n], m1[n]) for n in m1)
+    assert "differs from the mask this run was trained with" in caplog.text
+
+
+
+def _fisher_sums(data, ckpt):
+    """fisher_pass of the mask command on the tiny model (dropout 0: the batches' gradients
+    do not depend on the worker's random stream)."""
+    from fairseq import checkpoint_utils, tasks
+
+    from rdrop_fairseq.childtuning_mask import fisher_pass
+
+    c = parsed_cfg(*LS, "--dropout", "0", "--max-tokens", "1500", "--seed", "1")
+    c.task.data = str(data)
+    task = tasks.setup_task(c.task)
+    model, crit = task.build_model(c.model), task.build_criterion(c.criterion)
+    model.load_state_dict(checkpoint_utils.load_checkpoint_to_cpu(str(ckpt))["model"], model_cfg=c.model)
+    names = [n for n, _ in model.named_parameters() if re.search(ct.PATTERNS["layers"], n)]
+    acc = fisher_pass(c, task, model, crit, names, use_cuda=False)
+    return acc.sums, acc.batches
+
+
+def _fisher_worker(rank, world, port, data, ckpt, out):
+    import os
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.distributed.init_process_group("gloo", rank=rank, world_size=world)
+    sums, batches = _fisher_sums(data, ckpt)
+    if rank == 0:
+        torch.save((sums, batches), out)
+    torch.distributed.destroy_process_group()
+
+
+def test_fisher_is_summed_over_workers(translation_bin, pretrained, tmp_path):
+    """Two gloo workers, each on its shard of the batches, all-reduce to the one-process Fisher."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    mp.spawn(_fisher_worker, args=(2, port, str(translation_bin), str(pretrained), str(tmp_path / "two.pt")),
+             nprocs=2, join=True)
+    two, two_batches = torch.load(tmp_path / "two.pt", weights_only=True)
+    one, one_batches = _fisher_sums(translation_bin, pretrained)
+    assert two_batches == one_batches == 9
+    scale = max(float(v.max()) for v in one.values())
+    for n in one:  # the same sum in another order
+        torch.testing.assert_close(two[n], one[n], rtol=1e-4, atol=1e-6 * scale)
+
+
+def test_yaml_config_node():
+    from hydra.core.config_store import ConfigStore
+
+    node = ConfigStore.instance().load("optimizer/childtuning_adam.yaml").node
+    assert node.childtuning_mode == "F" and node.childtuning_reserve_p == 0.3 and "adam_betas" in node
+
+
+# ---- errors ---------------------------------------------------------------------------------
+def test_bad_options_are_errors_naming_the_option(tmp_path):
+    model = tiny_transformer(tiny_task())
+    names = [n for n, _ in named_params(model)]
+
+    def build(**kw):
+        return ChildTuningAdam(cfg(**kw), model.parameters(), param_names=names)
+
+    for p in (0.0, -0.1, 1.5):
+        with pytest.raises(ValueError, match="--childtuning-reserve-p"):
+            build(childtuning_reserve_p=p)
+    with pytest.raises(ValueError, match="--childtuning-params-regex 'nomatch': matches none"):
+        build(childtuning_params_regex="nomatch")
+    with pytest.raises(ValueError, match="--childtuning-params-regex .* not a valid regex"):
+        build(childtuning_params_regex="(")
+    with pytest.raises(ValueError, match="--childtuning-mode D needs --childtuning-mask"):
+        build(childtuning_mode="D")
+    with pytest.raises(FileNotFoundError, match="--childtuning-mask .*missing.pt: no such file"):
+        build(childtuning_mode="D", childtuning_mask=str(tmp_path / "missing.pt"))
+    good = write_mask(tmp_path / "good.pt", random_masks(model, ct.PATTERNS["layers"], 0.3), 0.3)
+    with pytest.raises(ValueError, match="--childtuning-mask is for --childtuning-mode D"):
+        build(childtuning_mask=good)
+    with pytest.raises(ValueError, match="computed with reserve_p 0.3, but --childtuning-reserve-p is 0.2"):
+        build(childtuning_mode="D", childtuning_mask=good, childtuning_reserve_p=0.2)
+    with pytest.raises(ValueError, match="masks 42 parameters, but --childtuning-params"):
+        build(childtuning_mode="D", childtuning_mask=good, childtuning_params="encoder_layers")
+    other = tiny_transformer(tiny_task(vocab=50))
+    bad = write_mask(tmp_path / "bad.pt", random_masks(other, "", 0.3), 0.3)
+    with pytest.raises(ValueError, match="--childtuning-mask .*bad.pt: 'encoder.embed_tokens.weight' has shape"):
+        build(childtuning_mode="D", childtuning_mask=bad, childtuning_params="all")
+    torch.save({"x": torch.zeros(1)}, tmp_path / "junk.pt")
+    with pytest.raises(ValueError, match="not a ChildTuning mask file"):
+        build(childtuning_mode="D", childtuning_mask=str(tmp_path / "junk.pt"))
+    with pytest.raises(ValueError, match="parameter names unknown"):
+        ChildTuningAdam(cfg(), model.parameters())
+
+    from rdrop_fairseq.childtuning_mask import check_args
+
+    with pytest.raises(ValueError, match="--optimizer adam"):
+        check_args(parsed_cfg("--optimizer", "adam"))
+    with pytest.raises(ValueError, match="--childtuning-mode F"):
+        check_args(parsed_cfg("--childtuning-mask", "x.pt"))
+    with pytest.raises(ValueError, match="--childtuning-mask: give the path"):
+        check_args(parsed_cfg("--childtuning-mode", "D"))
+
+
+def test_bad_option_fails_fairseq_train_at_startup(translation_bin, tmp_path):
+    save = tmp_path / "ckpt"
+    out = run_cli("fairseq-train", translation_bin, "--user-dir", USER_DIR, *TINY, *LS, "--max-tokens", "1500",
+                  "--optimizer", "childtuning_adam", "--childtuning-reserve-p", "1.5", "--save-dir", save,
+                  *COMMON[2:], check=False)
+    assert "--childtuning-reserve-p must be in (0, 1], got 1.5" in out and "num_updates" not in out
+    assert not any(save.glob("*.pt"))
+
+
+# ---- recipe --------------------------------------------------------------------------------
+def test_recipe_runs_configs_over_seeds_and_reports_mean_std(translation_bin, pretrained, tmp_path):
+    """recipes/childtuning/run.py, tiny: every config's command parses with fairseq-train's
+    parser (dry run); R-Drop + ChildTuning-D trains 2 updates for 2 seeds (a mask each)."""
+    from fairseq import options
+
+    recipe = [sys.executable, str(REPO / "recipes" / "childtuning" / "run.py"), str(translation_bin),
+              "--checkpoint", str(pretrained), "--work", str(tmp_path / "work"), "--seeds", "1", "2",
+              "--criterion", "--criterion label_smoothed_cross_entropy --label-smoothing 0.1",
+              "--rdrop-criterion", "--criterion label_smoothed_cross_entropy_with_rdrop --label-smoothing 0.1 --rdrop-alpha 1"]
+    train = ["--", *TINY, "--max-tokens", "1500", "--max-update", "2", "--cpu", "--lr", "1e-3", "--log-format", "simple"]
+    env = {**__import__("os").environ, "OMP_NUM_THREADS": "1"}
+    dry = subprocess.run([*recipe, "--dry-run", *train], capture_output=True, text=True, env=env, check=True).stdout
+    commands = [line[2:].split() for line in dry.splitlines() if line.startswith("$ ")]
+    assert len(commands) == 2 * (1 + 5)
+    for cmd in commands:
+        argv = cmd[cmd.index("-m") + 2:]
+        args = options.parse_args_and_arch(options.get_training_parser(), argv)
+        assert args.seed in (1, 2) and args.restore_file == str(pretrained)
+    out = subprocess.run([*recipe, "--configs", "rdrop_childtuning_d", *train], capture_output=True,
+                         text=True, env=env)
+    assert out.returncode == 0, (out.stdout + out.stderr)[-3000:]
+    rows = dict(re.findall(r"^(rdrop_childtuning_d)\s+(.+)$", out.stdout, flags=re.M))
+    assert len(rows) == 1, out.stdout[-2000:]
+    results = __import__("json").loads((tmp_path / "work" / "results.json").read_text())
+    for config, row in rows.items():
+        mean, std, *per_seed = map(float, row.split())
+        values = list(results["scores"][config].values())
+        assert per_seed == pytest.approx(values, abs=1e-4) and len(values) == 2
+        assert mean == pytest.approx(np.mean(values), abs=1e-4) and std == pytest.approx(np.std(values, ddof=1), abs=1e-4)
+    assert "ChildTuning-D: p=0.3" in (tmp_path / "work" / "rdrop_childtuning_d" / "seed2" / "train.log").read_text()

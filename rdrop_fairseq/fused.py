@@ -2,7 +2,7 @@
 
 Same meaning as ``rdrop_fairseq.loss.rdrop_loss_reference`` (read its docstring for
 the loss), but it takes LOGITS and never builds a full-size log-prob tensor: it walks
-over chunks of token rows (rows i..i+c of every copy together), upcasts only the chunk
+over chunks of token rows (the same rows of every copy together), upcasts only the chunk
 to float32, takes ONE log_softmax of the chunk, and from it gets the label-smoothed NLL,
 the NLL and the multi-pass KL, plus their closed-form gradient w.r.t. the logits,
 written into one preallocated buffer in the logits dtype.  Backward just scales that
@@ -24,8 +24,9 @@ each copy's own, for its NLL) equals ``ignore_index`` get zero loss and zero gra
 
 Layout: copies are interleaved along dim 0 (``batch_layout``): logits (m*B, *rest, V)
 are viewed as (B, m, R, V), copy k of row b at [b, k]. The kernel walks over tiles of
-whole batch rows (or, for long rows, pieces of one row) with all m copies of each row in
-the tile, so a tile is one contiguous block of the logits and of the gradient buffer.
+whole batch rows (or, for rows longer than a chunk, pieces of one row) with all m copies
+of each row in the tile; a tile of whole rows is one contiguous block of the logits and
+of the gradient buffer, so it is read and written in place.
 """
 from typing import Optional, Tuple
 
@@ -99,10 +100,15 @@ class _EagerChunk:
         cb, m, cr, vocab = x.shape
         lp = self.lp[: x.numel()].view(x.shape)
         p = self.p[: x.numel()].view(x.shape)
-        src = x
-        if src.dtype != self.compute_dtype or not src.is_contiguous():
-            src = p.copy_(src)  # upcast (or gather a piece of a long row) only this tile
-        torch._log_softmax(src, -1, False, out=lp)
+        if x.dtype != self.compute_dtype:
+            torch._log_softmax(p.copy_(x), -1, False, out=lp)  # upcast only this tile
+        elif x.is_contiguous():
+            torch._log_softmax(x, -1, False, out=lp)
+        elif cb == 1:  # a piece of one long row: each copy's piece is contiguous
+            for k in range(m):
+                torch._log_softmax(x[:, k], -1, False, out=lp[:, k])
+        else:
+            torch._log_softmax(p.copy_(x), -1, False, out=lp)
         torch.exp(lp, out=p)
         out.lp_t.copy_(lp.gather(-1, target.unsqueeze(-1)).squeeze(-1))
         torch.sum(lp, -1, out=out.lp_sum)

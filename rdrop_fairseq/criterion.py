@@ -36,6 +36,7 @@ from .schedule import RDropSchedule, log_rdrop_kl, per_copy_data_loss, rdrop_log
 logger = logging.getLogger(__name__)
 
 CRITERION_NAME = "label_smoothed_cross_entropy_with_rdrop"
+RDROP_IMPL_CHOICES = ChoiceEnum(["auto", "fused", "reference"])
 _compile_warned = False
 
 
@@ -45,7 +46,6 @@ def _warn_compile_once():
         _compile_warned = True
         logger.warning("--rdrop-compile has no effect; removed because it measured no gain "
                        "over the eager fused loss (docs/performance.md)")
-RDROP_IMPL_CHOICES = ChoiceEnum(["auto", "fused", "reference"])
 
 
 @dataclass

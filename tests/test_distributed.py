@@ -32,8 +32,8 @@ class KeyedDropoutLM(torch.nn.Module):
 
     def forward(self, src_tokens, src_lengths, prev_output_tokens, sent_ids):
         h = self.embed(prev_output_tokens)
-        batch = sent_ids.size(0) // M if self.training else sent_ids.size(0)
-        copy = torch.arange(sent_ids.size(0)) // batch
+        # copies are interleaved: row b*M + k is copy k of sentence b (batch_layout)
+        copy = torch.arange(sent_ids.size(0)) % (M if self.training else 1)
         masks = []
         for sid, k in zip(sent_ids.tolist(), copy.tolist()):
             g = torch.Generator().manual_seed(1000 * sid + k)

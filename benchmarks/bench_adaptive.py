@@ -47,9 +47,8 @@ def measure(args):
 
     from fairseq.modules.adaptive_softmax import AdaptiveSoftmax
 
-    from rdrop_fairseq.adaptive_math import adaptive_nll, adaptive_rdrop_loss
+    from rdrop_fairseq.adaptive_math import adaptive_nll, adaptive_rdrop_loss, normalized_log_probs
     from rdrop_fairseq.loss import rdrop_loss_reference
-    from rdrop_fairseq.model_utils import normalized_log_probs
 
     torch.manual_seed(0)
     m, n = args.passes, args.tokens
@@ -57,16 +56,16 @@ def measure(args):
     asm = AdaptiveSoftmax(args.vocab, args.dim, cutoff, dropout=0.2, factor=args.factor).train()
     fake_model = SimpleNamespace(decoder=SimpleNamespace(adaptive_softmax=asm))
     target = zipf_targets(n, args.vocab, cutoff, seed=1)
-    hidden = torch.randn(m * n, args.dim, requires_grad=True)
+    hidden = torch.randn(m * n, args.dim, requires_grad=True)  # copy k of token r: row r*m + k
 
     def step(rows):
         tgt = target[:rows]
-        x = hidden[: m * rows] if rows == n else hidden.view(m, n, -1)[:, :rows].reshape(m * rows, -1)
+        x = hidden[: m * rows]  # the first `rows` tokens, all their copies
         if args.mode == "full":
             lprobs = normalized_log_probs(fake_model, (x,))
             loss = rdrop_loss_reference(lprobs, tgt, m, args.alpha, 0.0, PAD)[0]
         else:
-            logits, targets = asm(x, tgt.repeat(m))
+            logits, targets = asm(x, tgt.repeat_interleave(m))
             if args.mode == "companion":
                 loss = adaptive_rdrop_loss(logits, targets, m, args.alpha, PAD)[0]
             else:

@@ -11,7 +11,6 @@ shared embeddings), a TranslationTask over a Dictionary of V symbols, random tok
   builtin      fairseq's own label_smoothed_cross_entropy_with_rdrop (rdrop_fairseq NOT imported)
   fused        rdrop_fairseq's criterion, --rdrop-impl fused
   reference    rdrop_fairseq's criterion, --rdrop-impl reference
-  compiled     rdrop_fairseq's criterion, --rdrop-impl fused --rdrop-compile
 all with label smoothing 0.1 and (R-Drop modes) alpha 5, m = 2.
 """
 import argparse
@@ -24,7 +23,7 @@ from common import (add_mode_options, emit, machine_line, markdown_table, median
                     peak_rss_mb, run_modes, timed_reps)
 
 EPS, ALPHA = 0.1, 5.0
-MODES = ["baseline", "baseline-2x", "builtin", "fused", "reference", "compiled"]
+MODES = ["baseline", "baseline-2x", "builtin", "fused", "reference"]
 
 
 def build_task(vocab):
@@ -107,7 +106,6 @@ def build_criterion(mode, task):
     crit = RDropLabelSmoothedCrossEntropyCriterion(
         task, False, EPS, rdrop_alpha=ALPHA, rdrop_passes=2,
         rdrop_impl="reference" if mode == "reference" else "fused",
-        rdrop_compile=mode == "compiled",
     )
     crit.set_num_updates(1)
     return crit
@@ -140,7 +138,7 @@ def child(mode, vocab, bsz, length, reps, budget):
         model.zero_grad(set_to_none=True)
 
     t0 = time.perf_counter()
-    step()  # warm-up (and compile, for "compiled")
+    step()  # warm-up
     first = time.perf_counter() - t0
     times = timed_reps(step, reps, budget)
     emit({"mode": mode, "vocab": vocab, "times": times, "first_s": first,

@@ -11,7 +11,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_loss import MODES, PAD, make_loss_fn  # noqa: E402
+from bench_loss import MODES, PAD, make_logits, make_loss_fn  # noqa: E402
 from common import machine_line  # noqa: E402
 
 
@@ -29,7 +29,7 @@ def main():
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    logits = torch.randn(2 * args.tokens, args.vocab).mul_(2.0).requires_grad_()
+    logits = make_logits(args.impl, args.tokens, args.vocab)
     target = torch.randint(2, args.vocab, (args.tokens,))
     target[::16] = PAD
     loss_fn = make_loss_fn(args.impl, args.tokens)

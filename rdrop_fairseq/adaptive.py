@@ -24,7 +24,8 @@ from fairseq.logging import metrics
 
 from .adaptive_math import adaptive_rdrop_loss
 from .criterion import RDropLabelSmoothedCrossEntropyConfig
-from .model_utils import duplicate_net_input, unwrap_model
+from .batch_layout import duplicate_net_input
+from .model_checks import unwrap_model
 from .registry import register_criterion_replacing
 from .schedule import RDropSchedule, log_rdrop_kl, per_copy_data_loss, rdrop_logging
 
@@ -88,9 +89,13 @@ class AdaptiveLossWithRDrop(RDropSchedule, AdaptiveLoss):
         batch_size = sample["target"].size(0)
         net_output = model(**duplicate_net_input(sample["net_input"], m, batch_size))
         target = model.get_targets(sample, net_output).reshape(-1)  # one copy
-        # one call on the m copies: head on all rows, tail c on rows with target in c,
-        # copy-major in every output (what adaptive_math relies on)
-        logits, targets = adaptive_softmax(net_output[0], target.repeat(m))
+        # The model's rows are batch-interleaved, (B, m, T, H); adaptive_math pairs copies
+        # token by token, so hand adaptive softmax (B, T, m, H) rows: m consecutive copies
+        # of every token, in the head and (selected in order) in every tail. One call on
+        # the m copies: head on all rows, tail c on the rows with target in c.
+        hidden = net_output[0]
+        tokens = hidden.reshape(batch_size, m, -1, hidden.size(-1)).transpose(1, 2)
+        logits, targets = adaptive_softmax(tokens, target.repeat_interleave(m))
         loss, nll, kl = adaptive_rdrop_loss(logits, targets, m, alpha, self.padding_idx)
 
         ntokens = utils.strip_pad(target, self.padding_idx).numel()

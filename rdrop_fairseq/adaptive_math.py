@@ -25,16 +25,53 @@ entropy of the head on all rows plus that of each tail on its rows, each with
 ``ignore_index = pad``. (That includes fairseq's quirk that a tail target equal
 to pad after subtracting the cluster offset, i.e. word ``cutoff[c] + pad``, is
 ignored; we keep it so the NLL is fairseq's to the bit.)
+
+Layout: every row list is token-interleaved, m consecutive rows per token (copy k of
+token n at n*m + k); ``adaptive.py`` arranges the hidden states so before calling
+``AdaptiveSoftmax.forward``.
+
+``normalized_log_probs`` is the other use of adaptive softmax here: the full
+distribution, differentiable, for the exact KL of the main criterion.
 """
 from typing import List, Optional, Sequence, Tuple
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from .loss import multi_pass_kl
+from .model_checks import unwrap_model
 
 
-def _copy_major(rows: Tensor, num_passes: int, what: str) -> None:
+def adaptive_log_probs(adaptive_softmax, hidden: Tensor) -> Tensor:
+    """Full-vocabulary log-probs (..., V) of fairseq's ``AdaptiveSoftmax``, differentiable.
+
+    fairseq's ``AdaptiveSoftmax.get_log_prob`` adds the cluster prior in place onto a
+    LogSoftmax output, so backward fails: it is meant for inference. This builds the
+    same distribution out of place: head log-probs for the shortlist, and for cluster
+    i log p(cluster i) + log_softmax(tail_i(h)).
+    """
+    asm = adaptive_softmax
+    x = asm.dropout_module(hidden.reshape(-1, hidden.size(-1)))  # as AdaptiveSoftmax.forward
+    head = torch.log_softmax(asm.head(x).float(), dim=-1)
+    shortlist = asm.cutoff[0]
+    parts = [head[:, :shortlist]]
+    for i, tail in enumerate(asm.tail):
+        parts.append(torch.log_softmax(tail(x).float(), dim=-1) + head[:, shortlist + i, None])
+    return torch.cat(parts, dim=-1).view(*hidden.shape[:-1], -1)
+
+
+def normalized_log_probs(model, net_output) -> Tensor:
+    """``model.get_normalized_probs(net_output, log_probs=True)``, differentiable also
+    for adaptive softmax (``adaptive_log_probs`` while grad is enabled)."""
+    decoder = getattr(unwrap_model(model), "decoder", None)
+    asm = getattr(decoder, "adaptive_softmax", None)
+    if asm is None or not torch.is_grad_enabled():
+        return model.get_normalized_probs(net_output, log_probs=True)
+    return adaptive_log_probs(asm, net_output[0])
+
+
+def _check_interleaved(rows: Tensor, num_passes: int, what: str) -> None:
     if rows.size(0) % num_passes != 0:
         raise ValueError(
             f"{what} has {rows.size(0)} rows, not a multiple of {num_passes} passes: "
@@ -65,18 +102,20 @@ def adaptive_kl(
 ) -> Tuple[Tensor, List[Tensor]]:
     """(KL_head, [KL_tail_c]) of the formula above, each already divided by m(m-1).
 
-    The rows of ``logits`` are copy-major: the head has m*N rows, copy k at
-    k*N .. (k+1)*N - 1. ``AdaptiveSoftmax.forward`` on m concatenated copies
-    with the target repeated m times gives tail rows in the same order (it
-    selects them with a sorted ``nonzero``), so row r of copy i pairs with row r
-    of copy j in every tail too. ``head_target``: (m*N,) or (N,) head targets;
-    only its padding matters here.
+    The rows of ``logits`` are token-interleaved: the head has m*N rows, copy k of
+    token n at n*m + k. ``AdaptiveSoftmax.forward`` on such rows, with the target
+    repeated the same way, keeps that order in every tail (it selects the rows whose
+    target is in the cluster with a sorted ``nonzero``, and the m copies of a token
+    share its target), so tail rows come as m consecutive copies per token too.
+    ``head_target``: (m*N,) interleaved or (N,) head targets; only its padding
+    matters here (copy 0's, as in the main criterion).
     """
     m = num_passes
     head = logits[0]
-    _copy_major(head, m, "the adaptive-softmax head")
+    _check_interleaved(head, m, "the adaptive-softmax head")
     n = head.size(0) // m
-    pad_mask = head_target.reshape(-1)[:n].eq(ignore_index)
+    target = head_target.reshape(-1)
+    pad_mask = (target if target.numel() == n else target.view(n, m)[:, 0]).eq(ignore_index)
     # log_softmax in float32: the KL sums many small differences of log-probs
     kl_head = multi_pass_kl(F.log_softmax(head.float(), dim=-1), m, pad_mask=pad_mask)
     kl_tails = []
@@ -84,7 +123,7 @@ def adaptive_kl(
         if tail is None:
             kl_tails.append(kl_head.new_zeros(()))
             continue
-        _copy_major(tail, m, f"adaptive-softmax tail {c}")
+        _check_interleaved(tail, m, f"adaptive-softmax tail {c}")
         kl_tails.append(multi_pass_kl(F.log_softmax(tail.float(), dim=-1), m))
     return kl_head, kl_tails
 

@@ -6,6 +6,10 @@ and feeds the model output to one of them:
 
     loss = sum_k LS-NLL(copy k) + alpha_t * 1/(m(m-1)) * sum_{i != j} KL(P_i || P_j)
 
+The m copies are interleaved (``batch_layout``): sentence b's copy k is row b*m + k of
+every batch-major input and of the output, which keeps fairseq's longest-first order
+(LSTM encoders pack with enforce_sorted=True).
+
 R-Drop applies on a training update u when ``model.training``, alpha_t > 0,
 m >= 2 and u % rdrop_every == 0, where alpha_t = alpha * min(1, u / warmup)
 (alpha when warmup is 0). Otherwise the step is exactly fairseq's
@@ -22,8 +26,10 @@ from fairseq.criterions.label_smoothed_cross_entropy import (
 )
 from fairseq.dataclass import ChoiceEnum
 
+from .adaptive_math import normalized_log_probs
+from .batch_layout import duplicate_net_input
 from .loss import rdrop_loss_reference
-from .model_utils import duplicate_net_input, has_plain_softmax_output, normalized_log_probs
+from .model_checks import has_plain_softmax_output
 from .registry import register_criterion_replacing
 from .schedule import RDropSchedule, log_rdrop_kl, per_copy_data_loss, rdrop_logging
 
@@ -31,6 +37,15 @@ logger = logging.getLogger(__name__)
 
 CRITERION_NAME = "label_smoothed_cross_entropy_with_rdrop"
 RDROP_IMPL_CHOICES = ChoiceEnum(["auto", "fused", "reference"])
+_compile_warned = False
+
+
+def _warn_compile_once():
+    global _compile_warned
+    if not _compile_warned:
+        _compile_warned = True
+        logger.warning("--rdrop-compile has no effect; removed because it measured no gain "
+                       "over the eager fused loss (docs/performance.md)")
 
 
 @dataclass
@@ -64,8 +79,9 @@ class RDropLabelSmoothedCrossEntropyConfig(LabelSmoothedCrossEntropyCriterionCon
     )
     rdrop_compile: bool = field(
         default=False,
-        metadata={"help": "torch.compile the fused per-chunk kernel on first use "
-                  "(silent eager fallback where compile fails)"},
+        metadata={"help": "no effect (kept so old command lines and YAMLs still load): "
+                  "the torch.compile path of the fused loss was removed because it "
+                  "measured no gain over eager (docs/performance.md)"},
     )
 
 
@@ -94,7 +110,8 @@ class RDropLabelSmoothedCrossEntropyCriterion(RDropSchedule, LabelSmoothedCrossE
         )
         self.init_rdrop_schedule(rdrop_alpha, rdrop_passes, rdrop_every, rdrop_warmup_updates)
         self.rdrop_impl = str(rdrop_impl)
-        self.rdrop_compile = bool(rdrop_compile)
+        if rdrop_compile:
+            _warn_compile_once()
 
     # ----- forward ---------------------------------------------------------------
     def forward(self, model, sample, reduce=True, net_output=None):
@@ -108,7 +125,8 @@ class RDropLabelSmoothedCrossEntropyCriterion(RDropSchedule, LabelSmoothedCrossE
                 net_input = duplicate_net_input(net_input, m, batch_size)
             net_output = model(**net_input)
         elif net_output[0].size(0) != batch_size * m:
-            # The built-in's API lets callers pass a precomputed output; trust its batch.
+            # The built-in's API lets callers pass a precomputed output; trust its batch
+            # (its copies must be interleaved, as duplicate_net_input makes them).
             m = net_output[0].size(0) // batch_size
             alpha = alpha if m > 1 else 0.0
 
@@ -177,20 +195,18 @@ class RDropLabelSmoothedCrossEntropyCriterion(RDropSchedule, LabelSmoothedCrossE
         if self.use_fused(model):
             from .fused import fused_rdrop_loss  # imported on first use: nothing heavy at load
 
-            return fused_rdrop_loss(
-                net_output[0], target, m, alpha, self.eps, self.padding_idx,
-                compile=self.rdrop_compile or None,  # None: RDROP_FUSED_COMPILE decides
-            )
+            return fused_rdrop_loss(net_output[0], target, m, alpha, self.eps, self.padding_idx)
         lprobs = normalized_log_probs(model, net_output)
         return rdrop_loss_reference(lprobs, target, m, alpha, self.eps, self.padding_idx)
 
     def _accuracy(self, model, net_output, sample, m):
         if m == 1:
             return self.compute_accuracy(model, net_output, sample)
-        target = self._target(model, net_output, sample).reshape(-1).repeat(m)
+        # (m*B, T), interleaved like the output: row b*m + k is copy k of sentence b
+        target = self._target(model, net_output, sample).repeat_interleave(m, dim=0)
         with torch.no_grad():  # argmax of logits == argmax of log-probs, no V-sized copy
             scores = net_output[0] if self.use_fused(model) else normalized_log_probs(model, net_output)
-            pred = scores.reshape(target.numel(), -1).argmax(-1)
+            pred = scores.argmax(-1).view_as(target)
         mask = target.ne(self.padding_idx)
         return pred.masked_select(mask).eq(target.masked_select(mask)).sum(), mask.sum()
 

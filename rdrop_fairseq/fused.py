@@ -2,8 +2,8 @@
 
 Same meaning as ``rdrop_fairseq.loss.rdrop_loss_reference`` (read its docstring for
 the loss), but it takes LOGITS and never builds a full-size log-prob tensor: it walks
-over chunks of token rows (rows i..i+c of every copy together), upcasts only the chunk
-to float32, takes ONE log_softmax per copy, and from it gets the label-smoothed NLL,
+over chunks of token rows (the same rows of every copy together), upcasts only the chunk
+to float32, takes ONE log_softmax of the chunk, and from it gets the label-smoothed NLL,
 the NLL and the multi-pass KL, plus their closed-form gradient w.r.t. the logits,
 written into one preallocated buffer in the logits dtype.  Backward just scales that
 buffer by grad_output.  Extra peak memory is about one logits-sized buffer, whatever m.
@@ -22,19 +22,19 @@ and KL_m is that double sum over 1 / (m (m - 1)); for m = 2 the KL gradient is
 p * (log p - log q - KL(p||q)) + p - q.  Rows whose target (copy 1's, for the KL;
 each copy's own, for its NLL) equals ``ignore_index`` get zero loss and zero gradient.
 
-``compile=True`` (or env RDROP_FUSED_COMPILE=1) runs the per-chunk kernel through
-``torch.compile`` on first use; the last chunk is padded to the fixed chunk size so
-ragged batches never recompile, and any failure falls back to eager for good.
+Layout: copies are interleaved along dim 0 (``batch_layout``): logits (m*B, *rest, V)
+are viewed as (B, m, R, V), copy k of row b at [b, k]. The kernel walks over tiles of
+whole batch rows (or, for rows longer than a chunk, pieces of one row) with all m copies
+of each row in the tile; a tile of whole rows is one contiguous block of the logits and
+of the gradient buffer, so it is read and written in place.
 """
-import logging
-import os
 from typing import Optional, Tuple
 
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-logger = logging.getLogger(__name__)
+from .batch_layout import check_copies
 
 # Target size of one chunk's float32 working set (m copies x rows x V).  On CPU,
 # benchmarks/bench_chunk.py found the time flat from 0.5 to 8 MB (chunks that stay in
@@ -42,10 +42,6 @@ logger = logging.getLogger(__name__)
 # On a GPU a chunk must fill the device instead; the CUDA size is a guess, NOT measured.
 DEFAULT_CHUNK_BYTES = 2 * 1024 * 1024
 DEFAULT_CHUNK_BYTES_CUDA = 64 * 1024 * 1024
-COMPILE_ENV = "RDROP_FUSED_COMPILE"
-
-_compiled_kernel = None  # built on first use, never at import time
-_compile_failed = False  # remembered so a broken compiler is tried only once
 
 
 def default_chunk_rows(num_passes: int, vocab_size: int, device_type: str = "cpu") -> int:
@@ -62,176 +58,126 @@ def default_chunk_rows(num_passes: int, vocab_size: int, device_type: str = "cpu
     return max(1, size // (4 * num_passes * vocab_size))
 
 
-def _chunk_kernel(
-    x: Tensor,
-    target: Tensor,
-    ls_mask: Tensor,
-    kl_mask: Tensor,
-    kl_weight: Tensor,
-    epsilon: float,
-    need_grad: bool,
-    kl_grad: bool,
-    grad_dtype: torch.dtype,
-):
-    """Loss terms and logits-gradient of one chunk, written out of place (for torch.compile).
-
-    x: (m, c, V) logits of rows i..i+c of each copy; target: (m, c), padding already
-    replaced by a valid index; ls_mask: (m, c) 1.0 where the NLL counts; kl_mask: (c,)
-    1.0 where the KL counts; kl_weight: kl_mask * alpha / (m (m - 1)).
-    Returns (grad (m, c, V) in grad_dtype or None, lp_t (m, c) = lp_k[t], lp_sum (m, c)
-    = sum_v lp_k, kl (c,) = sum_{i != j} KL(P_i || P_j)); these three are not masked.
-    ``_EagerChunk`` computes the same with in-place ops and reused scratch buffers.
-    """
-    m, c, vocab = x.shape
-    lp = torch.log_softmax(x.to(torch.promote_types(x.dtype, torch.float32)), dim=-1)
-    lp_t = lp.gather(-1, target.unsqueeze(-1)).squeeze(-1)
-    lp_sum = lp.sum(-1)
-    p = lp.exp()
-    a = m * lp - lp.sum(0)  # A_k = m lp_k - S
-    ck = (p * a).sum(-1)  # (m, c)
-    kl = ck.sum(0) if m > 1 else torch.zeros_like(kl_mask)
-    if not need_grad:
-        return None, lp_t, lp_sum, kl
-    eps_i = epsilon / (vocab - 1)
-    coef = 1.0 - epsilon - eps_i  # weight of the one-hot part of w
-    ls_row = ls_mask.unsqueeze(-1)  # (m, c, 1)
-    g = p * (ls_row * (coef + vocab * eps_i)) - ls_row * eps_i
-    if m > 1 and kl_grad:
-        k = kl_weight.view(1, c, 1)
-        g = g + k * (p * (a - ck.unsqueeze(-1) + m) - p.sum(0))
-    onehot = torch.arange(vocab, device=x.device) == target.unsqueeze(-1)  # fuses; no scatter
-    g = g - onehot * (ls_row * coef)
-    return g.to(grad_dtype), lp_t, lp_sum, kl
+def _tiles(batch: int, row_len: int, chunk_rows: int):
+    """(batch slice, row slice) pairs covering a (batch, row_len) grid, each at most
+    ``chunk_rows`` cells: whole rows when a row fits (a contiguous block of the
+    interleaved logits), else one row cut into near-equal pieces."""
+    if row_len <= chunk_rows:
+        step = chunk_rows // row_len
+        return [(slice(b, min(b + step, batch)), slice(0, row_len)) for b in range(0, batch, step)]
+    pieces = -(-row_len // chunk_rows)
+    size = -(-row_len // pieces)
+    return [(slice(b, b + 1), slice(r, min(r + size, row_len)))
+            for b in range(batch) for r in range(0, row_len, size)]
 
 
 class _EagerChunk:
-    """The same computation as ``_chunk_kernel`` with scratch buffers reused across chunks.
+    """Loss terms and logits-gradient of one tile, with scratch buffers reused across tiles.
 
-    Why: on CPU every fresh chunk-sized temporary is a fresh mmap whose pages fault in
+    A tile is (cb, m, cr, V): cb batch rows, their m copies, cr token positions. Why the
+    reuse: on CPU every fresh chunk-sized temporary is a fresh mmap whose pages fault in
     on first touch, which cost more than the arithmetic (2x in total when measured);
-    here ~12 passes over the chunk write into three buffers allocated once per call,
+    here ~12 passes over the tile write into three buffers allocated once per call,
     the gradient goes straight into the caller's buffer, and per-row constants and
-    masks are built once per call, not per chunk.
+    masks are built once per call, not per tile.
     """
 
-    def __init__(self, m: int, rows: int, vocab: int, dtype: torch.dtype, device):
+    def __init__(self, cells: int, vocab: int, m: int, dtype: torch.dtype, device):
+        """cells: the largest tile's batch rows x positions (per copy)."""
         self.compute_dtype = torch.promote_types(dtype, torch.float32)
-        size = m * rows * vocab
+        size = m * cells * vocab
         self.lp = torch.empty(size, dtype=self.compute_dtype, device=device)
         self.p = torch.empty(size, dtype=self.compute_dtype, device=device)
-        self.s = torch.empty(rows * vocab, dtype=self.compute_dtype, device=device)
-        self.nck = torch.empty(m, rows, dtype=self.compute_dtype, device=device)
+        self.s = torch.empty(cells * vocab, dtype=self.compute_dtype, device=device)
+        self.nck = torch.empty(m * cells, dtype=self.compute_dtype, device=device)
 
     def __call__(self, x, target, rows, out, grad_out):
-        """x: (m, c, V) logits (each copy's rows contiguous); target (m, c); rows: the
-        chunk's slices of the per-row constants (a _Rows); out: the chunk's
-        slices of the per-row results, written in place: lp_t (m, c) = lp_k[t],
-        lp_sum (m, c) = sum_v lp_k, neg_kl (c,) = -sum_{i != j} KL, all unmasked.
-        grad_out: (m, c, V) view of the gradient buffer, or None."""
-        m, c, vocab = x.shape
-        lp = self.lp[: m * c * vocab].view(m, c, vocab)
-        p = self.p[: m * c * vocab].view(m, c, vocab)
-        for k in range(m):
-            src = x[k]
-            if src.dtype != self.compute_dtype:
-                src = p[k].copy_(src)  # upcast only this chunk
-            torch._log_softmax(src, -1, False, out=lp[k])
+        """x: (cb, m, cr, V) logits; target (cb, m, cr); rows: the tile's slices of
+        the per-row constants (a _Rows); out: the tile's slices of the per-row results,
+        written in place: lp_t (cb, m, cr) = lp_k[t], lp_sum (cb, m, cr) = sum_v lp_k,
+        neg_kl (cb, 1, cr) = -sum_{i != j} KL, all unmasked.
+        grad_out: (cb, m, cr, V) view of the gradient buffer, or None."""
+        cb, m, cr, vocab = x.shape
+        lp = self.lp[: x.numel()].view(x.shape)
+        p = self.p[: x.numel()].view(x.shape)
+        if x.dtype != self.compute_dtype:
+            torch._log_softmax(p.copy_(x), -1, False, out=lp)  # upcast only this tile
+        elif x.is_contiguous():
+            torch._log_softmax(x, -1, False, out=lp)
+        elif cb == 1:  # a piece of one long row: each copy's piece is contiguous
+            for k in range(m):
+                torch._log_softmax(x[:, k], -1, False, out=lp[:, k])
+        else:
+            torch._log_softmax(p.copy_(x), -1, False, out=lp)
         torch.exp(lp, out=p)
         out.lp_t.copy_(lp.gather(-1, target.unsqueeze(-1)).squeeze(-1))
         torch.sum(lp, -1, out=out.lp_sum)
-        s = self.s[: c * vocab].view(c, vocab)
-        nck = self.nck[:, :c]
+        s = self.s[: cb * cr * vocab].view(cb, 1, cr, vocab)
+        nck = self.nck[: cb * m * cr].view(cb, m, cr)
         if m > 1:
-            torch.sum(lp, 0, out=s)
+            torch.sum(lp, 1, keepdim=True, out=s)
             neg_a = torch.add(s, lp, alpha=-m, out=lp)  # -A_k = S - m lp_k
             # -c_k = sum_v p_k (-A_k), one copy at a time through the free S buffer
             # (a batched bmm is 4x slower on CPU than mul + sum here).
             for k in range(m):
-                torch.sum(torch.mul(p[k], neg_a[k], out=s), -1, out=nck[k])
-            torch.sum(nck, 0, out=out.neg_kl)
+                torch.sum(torch.mul(p[:, k], neg_a[:, k], out=s[:, 0]), -1, out=nck[:, k])
+            torch.sum(nck, 1, keepdim=True, out=out.neg_kl)
         if grad_out is None:
             return
         if rows.kl_grad:
-            k = rows.kl_weight.view(1, c, 1)
+            k = rows.kl_weight  # (cb, 1, cr, 1)
             # g = p * B + Q,  B = sum_w*ls + k*m + k*(-c_k) - k*(-A_k),  Q = -k*P - eps_i*ls
             r = torch.addcmul(rows.b_base, k, nck.unsqueeze(-1))
             b = torch.addcmul(r, neg_a, k, value=-1.0, out=lp)
-            q = torch.sum(p, 0, out=s)  # P
-            if rows.same_masks:  # Q = -e - k*P in one pass
-                q = torch.addcmul(rows.neg_e[0], q, k[0], value=-1.0, out=s)
+            q = torch.sum(p, 1, keepdim=True, out=s)  # P
+            if rows.same_masks:  # Q = -e - k*P in one pass, shared by the copies
+                q = torch.addcmul(rows.neg_e[:, :1], q, k, value=-1.0, out=s)
+                torch.addcmul(q, b, p, out=grad_out)
             else:
-                q.mul_(-k[0])
-            for j in range(m):
-                torch.addcmul(q if rows.same_masks else q + rows.neg_e[j], b[j], p[j], out=grad_out[j])
+                q.mul_(-k)
+                for j in range(m):
+                    c = slice(j, j + 1)
+                    torch.addcmul(q + rows.neg_e[:, c], b[:, c], p[:, c], out=grad_out[:, c])
         else:
-            for j in range(m):
-                torch.addcmul(rows.neg_e[j], p[j], rows.sum_w[j], out=grad_out[j])
-        for j in range(m):
-            grad_out[j].scatter_add_(-1, target[j].unsqueeze(-1), rows.onehot[j])
+            torch.addcmul(rows.neg_e, p, rows.sum_w, out=grad_out)
+        grad_out.scatter_add_(-1, target.unsqueeze(-1), rows.onehot)
 
 
 class _Rows:
-    """Per-row tensors, built once per call and sliced per chunk (fewer small ops)."""
+    """Per-row tensors, (B, m or 1, R[, 1]), built once per call and sliced per tile."""
 
     def __init__(self, **tensors):
         self.__dict__.update(tensors)
 
-    def slice(self, start, stop):
+    def slice(self, batch, positions):
         return _Rows(**{
-            k: (v[..., start:stop, :] if v.dim() == 3 else v[..., start:stop])
-            if isinstance(v, Tensor) else v
+            k: v[batch, :, positions] if isinstance(v, Tensor) else v
             for k, v in self.__dict__.items()
         })
 
 
-def _get_compiled_kernel():
-    global _compiled_kernel
-    if _compiled_kernel is None:
-        _compiled_kernel = torch.compile(_chunk_kernel, dynamic=False)
-    return _compiled_kernel
-
-
-def _run_compiled(*args):
-    """The compiled kernel's outputs, or None once compiling/running it has failed."""
-    global _compile_failed
-    if _compile_failed:
-        return None
-    try:
-        return _get_compiled_kernel()(*args)
-    except Exception as err:  # any compiler/toolchain problem: eager is always right
-        _compile_failed = True
-        logger.warning("rdrop fused loss: torch.compile failed, using eager from now on (%s)", err)
-        return None
-
-
-def _pad_rows(t: Tensor, rows: int) -> Tensor:
-    """Pad the row dim (the last of (m, c) / (c,), the middle of (m, c, V)) with zeros."""
-    dim = 1 if t.dim() == 3 else t.dim() - 1
-    shape = list(t.shape)
-    shape[dim] = rows - t.size(dim)
-    return torch.cat([t, t.new_zeros(shape)], dim=dim)
-
-
 class _FusedRDropLoss(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, logits, target, m, alpha, epsilon, ignore_index, chunk_rows, use_compile, need_grad):
+    def forward(ctx, logits, target, m, alpha, epsilon, ignore_index, chunk_rows, need_grad):
         vocab = logits.size(-1)
-        flat = logits.reshape(-1, vocab)  # a view for the usual contiguous logits
-        n = flat.size(0) // m
-        lv = flat.view(m, n, vocab)
-        tgt = target.reshape(-1)
-        tgt = tgt.view(1, n).expand(m, n) if tgt.numel() == n else tgt.view(m, n)
+        batch = logits.size(0) // m
+        lv = logits.reshape(batch, m, -1, vocab)  # a view for the usual contiguous logits
+        row_len = lv.size(2)
+        if target.numel() == batch * row_len:  # one copy's target, shared by all copies
+            tgt = target.reshape(batch, 1, row_len).expand(batch, m, row_len)
+        else:
+            tgt = target.reshape(batch, m, row_len)
         pad = tgt.eq(ignore_index)
         ls_mask_all = (~pad).to(torch.float32 if logits.dtype != torch.float64 else torch.float64)
-        kl_mask_all = ls_mask_all[0]
+        kl_mask_all = ls_mask_all[:, :1]  # copy 0's padding decides the KL rows
         kl_scale = alpha / (m * (m - 1)) if m > 1 else 0.0
         kl_weight_all = kl_mask_all * kl_scale
         safe_tgt = tgt.masked_fill(pad, 0)  # ignore_index may be out of range (e.g. -100)
 
         acc_dtype = ls_mask_all.dtype
-        lp_t_rows = torch.zeros(m, n, dtype=acc_dtype, device=logits.device)
-        lp_sum_rows = torch.zeros(m, n, dtype=acc_dtype, device=logits.device)
-        neg_kl_rows = torch.zeros(n, dtype=acc_dtype, device=logits.device)
+        lp_t_rows = torch.zeros(batch, m, row_len, dtype=acc_dtype, device=logits.device)
+        lp_sum_rows = torch.zeros(batch, m, row_len, dtype=acc_dtype, device=logits.device)
+        neg_kl_rows = torch.zeros(batch, 1, row_len, dtype=acc_dtype, device=logits.device)
         outputs = _Rows(lp_t=lp_t_rows, lp_sum=lp_sum_rows, neg_kl=neg_kl_rows)
         grad = torch.empty_like(lv, memory_format=torch.contiguous_format) if need_grad else None
 
@@ -239,47 +185,23 @@ class _FusedRDropLoss(torch.autograd.Function):
         coef = 1.0 - epsilon - eps_i  # weight of the one-hot part of w
         sum_w = coef + vocab * eps_i  # sum_v w
         kl_grad = m > 1 and alpha != 0
-        # One sync per call (not per chunk): can the per-row eps term be shared by copies?
-        same_masks = tgt.stride(0) == 0 or bool(pad.eq(pad[0]).all())
-        ls_row = ls_mask_all.unsqueeze(-1)  # (m, n, 1)
+        # One sync per call (not per tile): can the per-row eps term be shared by copies?
+        same_masks = tgt.stride(1) == 0 or bool(pad.eq(pad[:, :1]).all())
+        ls_row = ls_mask_all.unsqueeze(-1)  # (B, m, R, 1)
+        kl_row = kl_weight_all.unsqueeze(-1)  # (B, 1, R, 1)
         consts = _Rows(
-            kl_grad=kl_grad, same_masks=same_masks, kl_weight=kl_weight_all,
+            kl_grad=kl_grad, same_masks=same_masks, kl_weight=kl_row,
             neg_e=ls_row * -eps_i, sum_w=ls_row * sum_w,
-            b_base=ls_row * sum_w + kl_weight_all.view(1, n, 1) * m,
+            b_base=ls_row * sum_w + kl_row * m,
             onehot=(ls_row * -coef).to(logits.dtype),
         )
-        c = chunk_rows
-        eager = None
-        for start in range(0, n, c):
-            stop = min(start + c, n)
-            rows = stop - start
-            out = None
-            if use_compile:
-                args = [
-                    lv[:, start:stop],
-                    safe_tgt[:, start:stop],
-                    ls_mask_all[:, start:stop],
-                    kl_mask_all[start:stop],
-                    kl_weight_all[start:stop],
-                ]
-                # Fixed shapes AND strides (slices of the whole batch have N-dependent
-                # strides): ragged batches never recompile.
-                args = [_pad_rows(t, c) if rows < c else t.contiguous() for t in args]
-                out = _run_compiled(*args, epsilon, need_grad, kl_grad, logits.dtype)
-            if out is not None:
-                g, lp_t, lp_sum, kl = out
-                if need_grad:
-                    grad[:, start:stop] = g[:, :rows]
-                lp_t_rows[:, start:stop] = lp_t[:, :rows]
-                lp_sum_rows[:, start:stop] = lp_sum[:, :rows]
-                neg_kl_rows[start:stop] = -kl[:rows]
-            else:
-                if eager is None:
-                    eager = _EagerChunk(m, min(c, n), vocab, logits.dtype, logits.device)
-                eager(lv[:, start:stop], safe_tgt[:, start:stop], consts.slice(start, stop),
-                      outputs.slice(start, stop), grad[:, start:stop] if need_grad else None)
+        tiles = _tiles(batch, row_len, chunk_rows)
+        eager = _EagerChunk(min(chunk_rows, batch * row_len), vocab, m, logits.dtype, logits.device)
+        for b, r in tiles:
+            eager(lv[b, :, r], safe_tgt[b, :, r], consts.slice(b, r), outputs.slice(b, r),
+                  grad[b, :, r] if need_grad else None)
 
-        # Padding rows are masked here, once, not per chunk.
+        # Padding rows are masked here, once, not per tile.
         nll_loss = -(lp_t_rows * ls_mask_all).sum()
         ls_loss = coef * nll_loss - eps_i * (lp_sum_rows * ls_mask_all).sum()
         if m > 1:
@@ -305,7 +227,7 @@ class _FusedRDropLoss(torch.autograd.Function):
             # on CPU, where reading the value costs no device sync).
             if grad_loss.device.type != "cpu" or float(grad_loss) != 1.0:
                 grad.mul_(grad_loss)
-        return grad.view(ctx.logits_shape), None, None, None, None, None, None, None, None
+        return grad.view(ctx.logits_shape), None, None, None, None, None, None, None
 
 
 def _graph_is_kept() -> bool:
@@ -319,12 +241,6 @@ def _graph_is_kept() -> bool:
         return True
 
 
-def _compile_requested(compile: Optional[bool]) -> bool:
-    if compile is not None:
-        return bool(compile)
-    return os.environ.get(COMPILE_ENV, "0").strip().lower() in ("1", "true", "yes", "on")
-
-
 def fused_rdrop_loss(
     logits: Tensor,
     target: Tensor,
@@ -333,44 +249,32 @@ def fused_rdrop_loss(
     epsilon: float,
     ignore_index: int,
     chunk_rows: Optional[int] = None,
-    compile: Optional[bool] = None,
 ) -> Tuple[Tensor, Tensor, Tensor]:
     """R-Drop loss from logits: (loss, nll_loss, kl_loss), like ``rdrop_loss_reference``.
 
-    logits: (m * N, V) or (m * B, T, V), copy-major, any float dtype (each chunk is
-    upcast to float32).  target: one copy (N,) / (B, T), or all copies (m * N,).
+    logits: (m * B, *rest, V), copies interleaved along dim 0 (copy k of row b is row
+    b * m + k), any float dtype (each chunk is upcast to float32); e.g. (m * N, V) or
+    the model's (m * B, T, V) as it comes (do not flatten it: flattening moves the copy
+    index inside). target: one copy (B, *rest), or all copies (m * B, *rest).
     Returns float32 scalars (float64 for float64 logits):
       loss = sum_k LS-NLL_k + alpha * KL_m   (differentiable w.r.t. logits)
       nll_loss = sum_k NLL_k, kl_loss = KL_m (no gradient)
-    chunk_rows: rows per copy per chunk (default: ~2 MB of float32 per CPU thread).
-    compile: use torch.compile for the chunk kernel (default: env RDROP_FUSED_COMPILE).
+    chunk_rows: token rows per copy per chunk (default: ~2 MB of float32 per CPU thread).
     Backward hands the gradient buffer itself to autograd (scaled in place) unless the
     graph is retained (retain_graph=True), where it returns a scaled copy instead.
     """
-    m = num_passes
-    if not isinstance(m, int) or m < 1:
-        raise ValueError(f"num_passes must be a positive int, got {m!r}")
-    if logits.dim() < 2 or not logits.is_floating_point():
-        raise ValueError(f"logits must be a float tensor (..., V), got {tuple(logits.shape)} {logits.dtype}")
+    check_copies(logits, target, num_passes)
     vocab = logits.size(-1)
     if vocab < 2:
         raise ValueError(f"logits need a vocabulary of at least 2, got V={vocab}")
-    rows = logits.numel() // vocab
-    if rows % m != 0:
-        raise ValueError(f"logits have {rows} rows, not divisible by num_passes={m}")
-    n = rows // m
-    if target.numel() not in (n, rows):
-        raise ValueError(
-            f"target has {target.numel()} rows, expected {n} (one copy) or {rows} (all {m} copies)"
-        )
     if not 0.0 <= epsilon < 1.0:
         raise ValueError(f"epsilon (label smoothing) must be in [0, 1), got {epsilon}")
     if chunk_rows is None:
-        chunk_rows = default_chunk_rows(m, vocab, logits.device.type)
+        chunk_rows = default_chunk_rows(num_passes, vocab, logits.device.type)
     if not isinstance(chunk_rows, int) or chunk_rows < 1:
         raise ValueError(f"chunk_rows must be a positive int, got {chunk_rows!r}")
     need_grad = torch.is_grad_enabled() and logits.requires_grad
     return _FusedRDropLoss.apply(
-        logits, target, m, float(alpha), float(epsilon), ignore_index, chunk_rows,
-        _compile_requested(compile), need_grad,
+        logits, target, num_passes, float(alpha), float(epsilon), ignore_index, chunk_rows,
+        need_grad,
     )

@@ -1,8 +1,8 @@
 """The R-Drop loss, written plainly in PyTorch (no fairseq import).
 
-Notation. A batch of N target tokens is run through the model m times in one
-forward pass (the batch is concatenated m times along dim 0), so the output
-holds m row blocks: copy k is rows k*N .. (k+1)*N - 1 after flattening.
+Notation. A batch of B rows is run through the model m times in one forward pass:
+each row is repeated m times in place along dim 0 (``batch_layout``), so the output
+(m*B, *rest, V) holds copy k of row b at row b*m + k, i.e. it views as (B, m, *rest, V).
 P_k is the model distribution of copy k, t the target, pad the padding index.
 
     loss = sum_k LS-NLL(P_k, t) + alpha * KL_m
@@ -28,6 +28,8 @@ from typing import Optional, Tuple
 
 import torch
 from torch import Tensor
+
+from .batch_layout import check_copies
 
 
 def label_smoothed_nll_loss(
@@ -63,19 +65,22 @@ def label_smoothed_nll_loss(
 def multi_pass_kl(lprobs: Tensor, num_passes: int, pad_mask: Optional[Tensor] = None) -> Tensor:
     """KL_m = 1/(m(m-1)) * sum_{i != j} sum_rows KL(P_i || P_j), summed over rows.
 
-    lprobs: (m * N, V) log-probabilities, copy-major. pad_mask: (N,) True where the
-    row is padding (excluded). Computed in float32 (float64 for float64 input) with the O(m) identity in the
-    module docstring; differentiable w.r.t. every copy.
+    lprobs: (m * B, *rest, V) log-probabilities, copies interleaved along dim 0 (copy k
+    of row b at b*m + k). pad_mask: B * prod(rest) entries, (B, *rest) or flat, True
+    where the row is padding (excluded). Computed in float32 (float64 for float64 input)
+    with the O(m) identity in the module docstring; differentiable w.r.t. every copy.
     """
     m = num_passes
     if m < 2:
         return lprobs.new_zeros((), dtype=torch.promote_types(lprobs.dtype, torch.float32))
+    if lprobs.size(0) % m != 0:
+        raise ValueError(f"lprobs have {lprobs.size(0)} rows in dim 0, not divisible by {m} passes")
     acc_dtype = torch.promote_types(lprobs.dtype, torch.float32)  # fp32, or fp64 for gradcheck
-    lp = lprobs.to(acc_dtype).view(m, -1, lprobs.size(-1))  # (m, N, V)
+    lp = lprobs.to(acc_dtype).reshape(lprobs.size(0) // m, m, -1, lprobs.size(-1))  # (B, m, R, V)
     p = lp.exp()
-    per_row = m * (p * lp).sum(dim=(0, 2)) - (p.sum(0) * lp.sum(0)).sum(-1)  # (N,)
+    per_row = m * (p * lp).sum(dim=(1, 3)) - (p.sum(1) * lp.sum(1)).sum(-1)  # (B, R)
     if pad_mask is not None:
-        per_row = per_row.masked_fill(pad_mask.view(-1), 0.0)
+        per_row = per_row.masked_fill(pad_mask.reshape(per_row.shape), 0.0)
     return per_row.sum() / (m * (m - 1))
 
 
@@ -87,28 +92,26 @@ def rdrop_loss_reference(
     epsilon: float,
     ignore_index: int,
 ) -> Tuple[Tensor, Tensor, Tensor]:
-    """R-Drop loss from log-probabilities of the m concatenated copies.
+    """R-Drop loss from log-probabilities of the m interleaved copies.
 
-    lprobs: (m * N, V); target: (N,) for one copy (or (m * N,), identical copies).
+    lprobs: (m * B, *rest, V), copy k of row b at b*m + k (e.g. (m * N, V), or the
+    model's (m * B, T, V) as it comes: do not flatten it, that moves the copy index
+    inside); target: one copy (B, *rest), or all copies (m * B, *rest), interleaved.
     Returns (loss, nll_loss, kl_loss), all summed over non-padding tokens:
       loss    = sum_k LS-NLL_k + alpha * KL_m   (the value to backpropagate)
       nll_loss = sum_k NLL_k                    (not smoothed)
       kl_loss = KL_m                            (unweighted, float32)
-    This is the path for any ``get_normalized_probs`` (adaptive softmax included);
-    ``rdrop_fairseq.fused`` computes the same from logits with far less memory.
+    The KL skips rows where copy 0's target is padding. This is the path for any
+    ``get_normalized_probs`` (adaptive softmax included); ``rdrop_fairseq.fused``
+    computes the same from logits with far less memory.
     """
     m = num_passes
-    lprobs = lprobs.view(-1, lprobs.size(-1))
-    target = target.reshape(-1)
-    n = lprobs.size(0) // m
-    if target.numel() == n:
-        target = target.repeat(m)
-    if target.numel() != lprobs.size(0):
-        raise ValueError(
-            f"target has {target.numel()} rows, expected {n} or {lprobs.size(0)} "
-            f"for {m} passes of {lprobs.size(0)} log-prob rows"
-        )
+    check_copies(lprobs, target, m, what="lprobs")
+    b = lprobs.size(0) // m
+    if target.size(0) == b and m > 1:
+        target = target.repeat_interleave(m, dim=0)
     ls_loss, nll_loss = label_smoothed_nll_loss(lprobs, target, epsilon, ignore_index=ignore_index)
-    kl = multi_pass_kl(lprobs, m, pad_mask=target[:n].eq(ignore_index))
+    pad_mask = target.reshape(b, m, -1)[:, 0].eq(ignore_index)
+    kl = multi_pass_kl(lprobs, m, pad_mask=pad_mask)
     loss = ls_loss + alpha * kl if m > 1 else ls_loss
     return loss, nll_loss, kl

@@ -10,7 +10,7 @@ import math
 from fairseq import utils
 from fairseq.logging import metrics
 
-from .model_utils import has_active_dropout
+from .model_checks import has_active_dropout
 
 logger = logging.getLogger(__name__)
 

@@ -138,20 +138,26 @@ def tiny_batch(task, bsz=4, src_len=7, tgt_len=6, seed=1):
     }
 
 
-def paper_kl(lprobs, m, pad_mask):
+def copies_of(x, m):
+    """The m copies in an interleaved tensor, as the layout defines them: copy k of row b
+    is row b*m + k of dim 0, so copy k is x[k::m]."""
+    return [x[k::m] for k in range(m)]
+
+
+def paper_kl(copies, pad_mask):
     """The KL term as the R-Drop authors' snippet writes it (F.kl_div both ways, padding
-    masked, summed), generalised to m copies: 1/(m(m-1)) * sum over ordered pairs."""
+    masked, summed), generalised to m copies: 1/(m(m-1)) * sum over ordered pairs.
+    copies: the m copies' log-probs, each (..., V) over the same rows; pad_mask: (...)."""
     import torch.nn.functional as F
 
-    copies = lprobs.reshape(m, -1, lprobs.size(-1))
-    pad_mask = pad_mask.reshape(-1)
+    m = len(copies)
     total = 0.0
     for i in range(m):
         for j in range(m):
             if i != j:
                 # kl_div(input=log q, target=log p, log_target) = sum p (log p - log q) = KL(p||q)
                 kl = F.kl_div(copies[j], copies[i], reduction="none", log_target=True).sum(-1)
-                total = total + kl.masked_fill(pad_mask, 0.0).sum()
+                total = total + kl.masked_fill(pad_mask.reshape(kl.shape), 0.0).sum()
     return total / (m * (m - 1))
 
 

@@ -15,11 +15,10 @@ import torch.nn.functional as F
 from fairseq.criterions.adaptive_loss import AdaptiveLoss
 from fairseq.logging import metrics
 
-from conftest import COMMON, USER_DIR, last_train_stats, run_cli
+from conftest import COMMON, USER_DIR, copies_of, last_train_stats, run_cli
 from rdrop_fairseq.adaptive import AdaptiveLossWithRDrop, AdaptiveLossWithRDropConfig
-from rdrop_fairseq.adaptive_math import adaptive_kl, adaptive_nll
+from rdrop_fairseq.adaptive_math import adaptive_kl, adaptive_nll, normalized_log_probs
 from rdrop_fairseq.loss import rdrop_loss_reference
-from rdrop_fairseq.model_utils import normalized_log_probs
 
 CUTOFF = [10, 20]  # with a 40-word dictionary: head 10 + 2 clusters, tails [10, 20) and [20, 40)
 PAD = 1
@@ -99,17 +98,27 @@ def test_plain_steps_equal_fairseq_adaptive_loss_exactly(lm_task, mode):
     assert ours_m["ppl"] == theirs_m["ppl"] and "rdrop_kl_loss" not in ours_m
 
 
+def token_rows(hidden, m):
+    """(m*B, T, H) model output for sentences repeated in place -> (B*T*m, H) rows with the
+    m copies of every token next to each other (what the criterion feeds adaptive softmax)."""
+    return torch.stack([c.reshape(-1, c.size(-1)) for c in copies_of(hidden, m)], 1).reshape(-1, hidden.size(-1))
+
+
 def hand_written_rdrop(model, sample, m, alpha, seed=123):
     """sum_k adaptive NLL_k + alpha/(m(m-1)) sum_{i!=j} [KL(head_i||head_j) + sum_c KL(tail_c,i||tail_c,j)],
     with explicit row pairing; random draws in adaptive softmax's order (head dropout, then tails)."""
     model.zero_grad()
     torch.manual_seed(seed)
-    out = model(**{k: torch.cat([v] * m) for k, v in sample["net_input"].items()})
+    out = model(**{k: v.repeat_interleave(m, dim=0) for k, v in sample["net_input"].items()})
     asm = model.decoder.adaptive_softmax
     t = sample["target"].reshape(-1)
     n = t.numel()
-    t_all = t.repeat(m)
-    x = asm.dropout_module(out[0].reshape(m * n, -1))
+
+    def row(k, r):  # copy k of token r among the m*n rows
+        return r * m + k
+
+    t_all = torch.stack([t] * m, 1).reshape(-1)
+    x = asm.dropout_module(token_rows(out[0], m))
     lp_head = F.log_softmax(asm.head(x), -1)
     bounds = asm.cutoff  # [10, 20, 40]
     tails = []  # (lp_tail, {global row: tail row}) per cluster
@@ -139,13 +148,14 @@ def hand_written_rdrop(model, sample, m, alpha, seed=123):
             if i == j:
                 continue
             # F.kl_div(log q, log p, log_target) = sum p (log p - log q) = KL(p || q)
-            hi, hj = lp_head[i * n:(i + 1) * n], lp_head[j * n:(j + 1) * n]
+            hi = lp_head[[row(i, r) for r in range(n)]]
+            hj = lp_head[[row(j, r) for r in range(n)]]
             kl_head = kl_head + F.kl_div(hj, hi, reduction="none", log_target=True).sum(-1)[keep].sum()
             for lp, where in tails:
-                own = [r for r in range(n) if i * n + r in where]
+                own = [r for r in range(n) if row(i, r) in where]
                 if own:
-                    pi = lp[[where[i * n + r] for r in own]]
-                    pj = lp[[where[j * n + r] for r in own]]
+                    pi = lp[[where[row(i, r)] for r in own]]
+                    pj = lp[[where[row(j, r)] for r in own]]
                     kl_tail = kl_tail + F.kl_div(pj, pi, reduction="none", log_target=True).sum()
     kl = (kl_head + kl_tail) / (m * (m - 1))
     loss = nll + alpha * kl
@@ -182,31 +192,31 @@ def test_kl_components_against_full_distribution(lm_task):
     n, keep = t.numel(), t.ne(PAD)
     with torch.no_grad():  # two copies that differ through the decoder's dropout
         torch.manual_seed(0)
-        hidden = model(**{k: torch.cat([v] * m) for k, v in sample["net_input"].items()})[0]
+        hidden = model(**{k: v.repeat_interleave(m, dim=0) for k, v in sample["net_input"].items()})[0]
     model.eval()  # adaptive softmax itself deterministic from here on
     asm = model.decoder.adaptive_softmax
 
-    full = normalized_log_probs(model, (hidden,)).reshape(m * n, -1)
-    _, _, full_kl = rdrop_loss_reference(full, t, m, 1.0, 0.0, PAD)
+    full = normalized_log_probs(model, (hidden,))  # (m*B, T, V), copies interleaved per sentence
+    _, _, full_kl = rdrop_loss_reference(full, sample["target"], m, 1.0, 0.0, PAD)
     assert full_kl > 0
 
-    x = hidden.reshape(m * n, -1)
-    lp_head = F.log_softmax(asm.head(x), -1)
-    tails = [F.log_softmax(tail(x), -1) for tail in asm.tail]  # every tail on every row
+    per_copy = [c.reshape(n, -1) for c in copies_of(hidden, m)]  # copy k's hidden states, (n, H)
+    lp_head = [F.log_softmax(asm.head(h), -1) for h in per_copy]
+    tails = [[F.log_softmax(tail(h), -1) for h in per_copy] for tail in asm.tail]  # every row
 
-    def kl_rows(lp, i, j):  # KL(copy i || copy j) per within-copy row
-        return F.kl_div(lp[j * n:(j + 1) * n], lp[i * n:(i + 1) * n], reduction="none", log_target=True).sum(-1)
+    def kl_rows(lp, i, j):  # KL(copy i || copy j) per token
+        return F.kl_div(lp[j], lp[i], reduction="none", log_target=True).sum(-1)
 
     head_kl = chain = indicator = 0.0
     for i, j in [(0, 1), (1, 0)]:
         head_kl = head_kl + kl_rows(lp_head, i, j)[keep].sum()
         for c, lp in enumerate(tails):
             in_c = (t >= asm.cutoff[c]) & (t < asm.cutoff[c + 1])
-            chain = chain + (lp_head[i * n:(i + 1) * n, asm.cutoff[0] + c].exp() * kl_rows(lp, i, j))[keep].sum()
+            chain = chain + (lp_head[i][:, asm.cutoff[0] + c].exp() * kl_rows(lp, i, j))[keep].sum()
             indicator = indicator + kl_rows(lp, i, j)[in_c].sum()
     torch.testing.assert_close(full_kl, (head_kl + chain) / 2, rtol=1e-5, atol=1e-6)
 
-    logits, targets = asm(hidden, t.repeat(m))
+    logits, targets = asm(token_rows(hidden, m), t.repeat_interleave(m))
     ours_head, ours_tails = adaptive_kl(logits, targets[0], m, PAD)
     torch.testing.assert_close(ours_head, head_kl / 2, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(sum(ours_tails), indicator / 2, rtol=1e-5, atol=1e-6)

@@ -10,7 +10,7 @@ from fairseq.criterions.label_smoothed_cross_entropy import (
 )
 from fairseq.logging import metrics
 
-from conftest import paper_kl, tiny_batch, tiny_transformer
+from conftest import copies_of, paper_kl, tiny_batch, tiny_transformer
 from rdrop_fairseq.criterion import RDropLabelSmoothedCrossEntropyCriterion
 
 EPS = 0.1
@@ -31,16 +31,20 @@ def run(criterion, model, sample, seed=123):
 
 
 def manual_rdrop(model, sample, m, alpha, pad, seed=123, prefix=0):
-    """The paper's loss by hand: concatenate m copies, one forward, LS-NLL + alpha * KL."""
+    """The paper's loss by hand: m copies of every sentence (each repeated in place, the
+    plugin's layout), one forward, sum of each copy's LS-NLL + alpha * the paper's KL."""
     model.zero_grad()
     torch.manual_seed(seed)
-    net_input = {k: torch.cat([v] * m) for k, v in sample["net_input"].items()}
+    net_input = {k: v.repeat_interleave(m, dim=0) for k, v in sample["net_input"].items()}
     out = model(**net_input)
     lprobs = model.get_normalized_probs(out, log_probs=True)
-    target = sample["target"].repeat(m, 1)
-    lprobs, target = lprobs[:, prefix:], target[:, prefix:]
-    ls, nll = label_smoothed_nll_loss(lprobs.reshape(-1, lprobs.size(-1)), target.reshape(-1), EPS, pad)
-    kl = paper_kl(lprobs, m, target[: sample["target"].size(0)].eq(pad))
+    copies = [c[:, prefix:] for c in copies_of(lprobs, m)]  # copy k: rows k, m + k, ...
+    target = sample["target"][:, prefix:]
+    ls = nll = 0.0
+    for c in copies:
+        ls_k, nll_k = label_smoothed_nll_loss(c.reshape(-1, c.size(-1)), target.reshape(-1), EPS, pad)
+        ls, nll = ls + ls_k, nll + nll_k
+    kl = paper_kl(copies, target.eq(pad))
     loss = ls + alpha * kl
     loss.backward()
     manual_rdrop.last_ls = ls.detach()  # label-smoothed part of all m copies, for the logging check
@@ -221,7 +225,7 @@ def tiny_adaptive_transformer(task):
 
 
 def test_plain_softmax_detection(task):
-    from rdrop_fairseq.model_utils import has_plain_softmax_output
+    from rdrop_fairseq.model_checks import has_plain_softmax_output
 
     assert has_plain_softmax_output(tiny_transformer(task))
     assert not has_plain_softmax_output(tiny_adaptive_transformer(task))
@@ -231,7 +235,7 @@ def test_plain_softmax_detection(task):
 
 
 def test_adaptive_softmax_log_probs_are_fairseqs_full_distribution_and_differentiable(task):
-    from rdrop_fairseq.model_utils import normalized_log_probs
+    from rdrop_fairseq.adaptive_math import normalized_log_probs
 
     model = tiny_adaptive_transformer(task).eval()  # eval: no adaptive-softmax dropout
     sample = tiny_batch(task)
@@ -247,3 +251,21 @@ def test_adaptive_softmax_log_probs_are_fairseqs_full_distribution_and_different
     crit = make(task, rdrop_alpha=2.0, rdrop_impl="auto")
     loss, _, log, grads = run(crit, model, sample)
     assert float(log["rdrop_kl_loss"]) > 0 and all(torch.isfinite(g).all() for g in grads)
+
+
+def test_rdrop_compile_is_a_documented_no_op_that_warns_once(task, caplog):
+    """Old command lines and YAMLs with --rdrop-compile / rdrop_compile still load; the
+    loss is the eager fused one, and the user is told once that the flag does nothing."""
+    import rdrop_fairseq.criterion as criterion_mod
+    from rdrop_fairseq.criterion import RDropLabelSmoothedCrossEntropyConfig
+
+    assert "no effect" in RDropLabelSmoothedCrossEntropyConfig.__dataclass_fields__[
+        "rdrop_compile"].metadata["help"]
+    criterion_mod._compile_warned = False
+    model = tiny_transformer(task).train()
+    with caplog.at_level(logging.WARNING):
+        on = [make(task, rdrop_alpha=5.0, rdrop_impl="fused", rdrop_compile=True) for _ in range(2)]
+    assert caplog.text.count("--rdrop-compile has no effect") == 1
+    off = make(task, rdrop_alpha=5.0, rdrop_impl="fused")
+    a, b = run(on[0], model, tiny_batch(task)), run(off, model, tiny_batch(task))
+    assert torch.equal(a[0], b[0]) and all(torch.equal(x, y) for x, y in zip(a[3], b[3]))

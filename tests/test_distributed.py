@@ -277,10 +277,10 @@ class KeyedDropoutLM(torch.nn.Module):
 
     def forward(self, src_tokens, src_lengths, prev_output_tokens, sent_ids):
         h = self.embed(prev_output_tokens)
-        batch = sent_ids.size(0) // M
         masks = []
         for row, sid in enumerate(sent_ids.tolist()):
-            g = torch.Generator().manual_seed(1000 * sid + row // batch)
+            # copies are interleaved: row b*M + k is copy k of sentence b (batch_layout)
+            g = torch.Generator().manual_seed(1000 * sid + (row % M if self.training else 0))
             masks.append((torch.rand(h.shape[1:], generator=g) > 0.3).float() / 0.7)
         return self.out(h * torch.stack(masks)), None
 

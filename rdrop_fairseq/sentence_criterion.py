@@ -20,6 +20,7 @@ from fairseq.dataclass import ChoiceEnum
 from fairseq.logging import metrics
 
 from . import sentence_loss as sl
+from .batch_layout import duplicate_net_input
 from .registry import register_criterion_replacing
 from .schedule import RDropSchedule, log_rdrop_kl, per_copy_data_loss, rdrop_logging
 
@@ -63,21 +64,6 @@ class SentencePredictionWithRDropConfig(SentencePredictionConfig):
     )
 
 
-def interleave_net_input(net_input, num_copies, batch_size):
-    """A NEW net_input with every batch-major tensor repeated in place: row b*m + k is copy k
-    of sentence b (``repeat_interleave``), which keeps fairseq's length-sorted batch order.
-    The caller's dict and tensors are never modified (fairseq reuses samples on OOM retries)."""
-
-    def dup(value):
-        if torch.is_tensor(value) and value.dim() > 0 and value.size(0) == batch_size:
-            return value.repeat_interleave(num_copies, dim=0)
-        if isinstance(value, dict):
-            return {k: dup(v) for k, v in value.items()}
-        return value
-
-    return {k: dup(v) for k, v in net_input.items()}
-
-
 def _head_kind(cfg, task):
     if cfg.regression_target:
         return "regression"
@@ -114,7 +100,7 @@ class SentencePredictionWithRDropCriterion(RDropSchedule, SentencePredictionCrit
         net_input = sample["net_input"]
         if m > 1:
             self._check_model_once(model)
-            net_input = interleave_net_input(net_input, m, batch_size)
+            net_input = duplicate_net_input(net_input, m, batch_size)
         logits, _ = model(
             **net_input, features_only=True, classification_head_name=self.classification_head_name
         )

@@ -184,8 +184,18 @@ class Check:
         text = self.run("loss", [PY, "benchmarks/bench_loss.py", "--device", self.device, "--threads",
                                  self.threads, "--json", path, *self.chunk_args(), *self.sizes["loss"]],
                         self.sizes["timeouts"]["loss"])
-        self.results["loss"] = json.loads(path.read_text())
+        self.results["loss"] = data = json.loads(path.read_text())
         self.text["loss"] = f"```\n{header_lines(text)}\n```\n\n{table_of(text)}\n\n{verdict_lines(text)}"
+        lines = []
+        for vocab, res in data["results"].items():
+            if "fused" in res:  # fp32 logits, m = 2: what the estimate in docs/performance.md assumes
+                moved = chunked_bytes_per_element(2, 4) * int(vocab) * 2 * data["tokens"]
+                t = median(res["fused"]["times"])
+                ideal = single_pass_bytes_per_element(4, 2) * int(vocab) * 2 * data["tokens"]
+                lines.append(f"- V={vocab}: the chunked path moves ~{moved / 1e9:.2f} GB in {t * 1e3:.1f} ms "
+                             f"(~{moved / t / 1e9:.0f} GB/s effective); a 2-read + 1-write kernel would "
+                             f"move {ideal / 1e9:.2f} GB, ~{t * ideal / moved * 1e3:.1f} ms at that bandwidth")
+        self.text["loss"] += "\n\nMemory-traffic estimate (formula in docs/performance.md):\n" + "\n".join(lines)
 
     def bench_step(self):
         path = self.raw / "step.json"
@@ -447,6 +457,41 @@ class Check:
                 + "\n\nBLEU after a few hundred updates is a smoke signal, not a result.")
 
 
+# ---- the memory-traffic estimate of docs/performance.md ---------------------------------
+def chunked_bytes_per_element(m, b):
+    """HBM bytes per logit per copy moved by the current eager chunked path (fused._EagerChunk
+    plus backward's grad.mul_), when a chunk does not fit in cache (a GPU's 64 MB chunk does
+    not fit its L2); one read per op input, one write per op output, a row re-read inside
+    log_softmax counted once. b: bytes per logit (4 fp32, 2 fp16/bf16).
+      log_softmax 8, exp 8, sum_v lp 4, S = sum_j lp_j 4 + 4/m, -A = S - m lp 12,
+      c_k (mul + sum) 16, B (addcmul) 8, P = sum_j p_j 4 + 4/m, Q (addcmul) 8/m,
+      gradient addcmul 12 + b, backward grad.mul_(grad_output) 2b,
+      upcast of a half-precision chunk b + 4."""
+    return 76 + 16 / m + 3 * b + (b + 4 if b != 4 else 0)
+
+
+def single_pass_bytes_per_element(b, passes_over_logits=1):
+    """A fused kernel that reads each copy's logits ``passes_over_logits`` times and writes
+    the gradient once (2 reads when a row of all m copies does not fit in on-chip memory)."""
+    return passes_over_logits * b + b
+
+
+def estimate_table(vocabs=(10000, 32000), m=2, tokens=4096, bandwidth_tb_s=4.8):
+    rows = []
+    for vocab in vocabs:
+        for name, b in (("fp32", 4), ("fp16/bf16", 2)):
+            now = chunked_bytes_per_element(m, b) * vocab
+            one, two = (single_pass_bytes_per_element(b, k) * vocab for k in (1, 2))
+            total = m * tokens / 1e9  # GB per byte-per-token-per-copy
+            rows.append([vocab, name, f"{now / 1e6:.2f}", f"{one / 1e6:.3f}", f"{two / 1e6:.3f}",
+                         f"{now * total:.1f}", f"{one * total:.2f}", f"{two * total:.2f}",
+                         f"{now * total / bandwidth_tb_s:.2f}", f"{one * total / bandwidth_tb_s:.2f}",
+                         f"{two * total / bandwidth_tb_s:.2f}"])
+    return md_table(["V", "logits", "MB/token/copy now", "1 read + 1 write", "2 reads + 1 write",
+                     f"GB per step now ({m} x {tokens} tokens)", "GB, 1R+1W", "GB, 2R+1W",
+                     f"ms at {bandwidth_tb_s} TB/s now", "ms 1R+1W", "ms 2R+1W"], rows)
+
+
 # ---- parsing helpers ------------------------------------------------------------------
 def parse_train_log(text):
     inner, epochs, valid = [], [], []
@@ -553,11 +598,18 @@ def environment_line(device):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--device", choices=["cpu", "cuda"], required=True)
-    ap.add_argument("--out", type=Path, required=True, help="folder for report.md, results.json and raw/")
+    ap.add_argument("--device", choices=["cpu", "cuda"])
+    ap.add_argument("--out", type=Path, help="folder for report.md, results.json and raw/")
+    ap.add_argument("--estimate", action="store_true",
+                    help="only print the memory-traffic estimate for a single-pass kernel (no run)")
     ap.add_argument("--threads", type=int, default=None,
                     help="intra-op threads of the benchmark children (default: 1 on cpu, 4 on cuda)")
     args = ap.parse_args(argv)
+    if args.estimate:
+        print(estimate_table())
+        return
+    if not args.device or not args.out:
+        ap.error("--device and --out are required (or --estimate)")
     if args.device == "cuda":
         import torch
 

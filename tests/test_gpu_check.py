@@ -23,7 +23,7 @@ def test_cpu_dry_run_writes_every_section(shared_data, tmp_path):
     env = dict(os.environ, RDROP_DATA_DIR=str(shared_data), OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu_check.py"), "--device", "cpu",
                            "--out", str(out)], cwd=REPO, env=env, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True, timeout=1200)
+                          stderr=subprocess.STDOUT, text=True, timeout=3600)
     assert proc.returncode == 0, proc.stdout[-4000:]
     report = (out / "report.md").read_text()
     for section in gpu_check.SECTIONS:
@@ -32,13 +32,15 @@ def test_cpu_dry_run_writes_every_section(shared_data, tmp_path):
     results = json.loads((out / "results.json").read_text())
     assert all(ok for ok, _, _ in results["status"].values()), results["status"]
     assert set(results["status"]) == {"numerics", "chunk", "loss", "step", "prepare", "generate",
-                                      "train-baseline-fp32", "train-builtin-fp32", "train-plugin-fp32"}
+                                      "train-baseline-fp32", "train-builtin-fp32", "train-plugin-fp32",
+                                      "train-plugin-bf16"}
     # the numbers come from the real runs: the built-in is fairseq alone, the plugin replaced it
     train = results["train"]
     assert train["builtin-fp32"]["peak"]["plugin_loaded"] is False
     assert train["plugin-fp32"]["peak"]["plugin_loaded"] is True
     assert train["baseline-fp32"]["peak"]["plugin_loaded"] is False
     assert all(s["updates"] == 3 and s["overflows"] == 0 for s in train.values())
+    assert train["plugin-bf16"]["precision"] == "--bf16" and "'bf16': True" in (out / "raw" / "train-plugin-bf16.log").read_text()
     n_test = results["prepare"]["test_sentences"]
     assert all(g["hypotheses"] == n_test for g in results["generate"].values())
     # built-in, reference and fused agree on the loss; the chunk sweep's size was used

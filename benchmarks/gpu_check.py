@@ -505,10 +505,12 @@ def estimate_table(vocabs=(10000, 32000), m=2, tokens=4096, bandwidth_tb_s=4.8):
 # ---- parsing helpers ------------------------------------------------------------------
 def parse_train_log(text):
     inner, epochs, valid = [], [], []
-    for line in text.splitlines():
-        for tag, bucket in (("| train_inner | ", inner), ("| train | ", epochs), ("| valid | ", valid)):
-            if tag in line:
-                bucket.append(json.loads(line.split(tag, 1)[1]))
+    buckets = {"train_inner": inner, "train": epochs, "valid": valid}
+    # fairseq's format ("... | INFO | train | {...}"), or Python's default ("INFO:train:{...}") when
+    # something configured logging before fairseq_cli did (fairseq_peak.py --bf16-without-tpu)
+    for tag, payload in re.findall(r"(?:\| INFO \| |^INFO:)(train_inner|train|valid)(?: \| |:)(\{.*\})$",
+                                   text, flags=re.M):
+        buckets[tag].append(json.loads(payload))
     peak = re.findall(r"^PEAK_MEMORY (\{.*\})$", text, flags=re.M)
     if not peak or not (inner or epochs):
         raise StepFailed("train: no fairseq statistics or PEAK_MEMORY line in the log")

@@ -75,7 +75,7 @@ def test_train_log_parser_counts_overflows_and_flags_nan():
         '2026 | INFO | fairseq.trainer | NOTE: gradient overflow detected, ignoring gradient, setting loss scale to: 64.0',
         '2026 | INFO | train_inner | {"epoch": 1, "update": 0.1, "loss": "9.5", "wps": "1000", "ups": "2", "loss_scale": "64"}',
         '2026 | INFO | train_inner | {"epoch": 1, "update": 0.2, "loss": "nan", "wps": "3000", "ups": "4", "loss_scale": "64"}',
-        '2026 | INFO | valid | {"epoch": 1, "valid_loss": "9.1"}',
+        'INFO:valid:{"epoch": 1, "valid_loss": "9.1"}',  # Python's default logging format
         'PEAK_MEMORY {"cuda_mb": 100.0, "rss_mb": 5.0, "seconds": 1.0, "plugin_loaded": false}',
     ])
     stats = gpu_check.parse_train_log(log)

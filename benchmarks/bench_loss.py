@@ -2,6 +2,7 @@
 
     python benchmarks/bench_loss.py            # 2 x 4096 tokens, V = 10k and 32k
     python benchmarks/bench_loss.py --quick    # smoke run (2 x 512 tokens)
+    python benchmarks/bench_loss.py --device cuda --tokens 8192   # on a GPU (see common.py)
 
 Each (vocab, mode) runs in its own subprocess so peak RSS is that mode's alone.
 Modes, all on the same fp32 logits (2N, V) with ~6% padding, eps 0.1, alpha 5, each in the
@@ -21,8 +22,9 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import (add_mode_options, emit, machine_line, markdown_table, median,  # noqa: E402
-                    peak_rss_mb, run_modes, timed_reps)
+from common import (add_mode_options, check_device, device_args, emit, machine_line,  # noqa: E402
+                    markdown_table, median, mem_label, memory_mb, peak_and_base, peak_rss_mb,
+                    reset_peak_memory, run_modes, set_chunk_mb, synchronize, timed_reps, write_json)
 
 PAD, EPS, ALPHA = 1, 0.1, 5.0
 MODES = ["ce-2x", "builtin", "reference", "fused"]
@@ -91,18 +93,22 @@ def make_logits(mode, tokens, vocab, block=512):
         for start in range(0, tokens, block):
             rows = min(block, tokens - start)
             copies[k, start:start + rows].copy_(torch.randn(rows, vocab, generator=gen).mul_(2.0))
-    return logits.requires_grad_()
+    return logits
 
 
-def child(mode, vocab, tokens, reps, budget):
+def child(mode, vocab, tokens, reps, budget, device="cpu", chunk_mb=None):
     import time
 
     import torch
 
+    check_device(device)
+    set_chunk_mb(chunk_mb, device)
     torch.manual_seed(0)
     logits = make_logits(mode, tokens, vocab)
     target = torch.randint(2, vocab, (tokens,))
     target[::16] = PAD
+    logits, target = logits.to(device), target.to(device)  # same values on every device
+    logits.requires_grad_()
     loss_fn = make_loss_fn(mode, tokens)
     base_rss = peak_rss_mb()
     values = []
@@ -113,13 +119,19 @@ def child(mode, vocab, tokens, reps, budget):
         values.append(float(loss))
         logits.grad = None
 
+    reset_peak_memory(device)
+    base_dev = memory_mb(device)[0]
     t0 = time.perf_counter()
     step()  # warm-up
+    synchronize(device)
     first = time.perf_counter() - t0
-    times = timed_reps(step, reps, budget)
-    emit({"mode": mode, "vocab": vocab, "tokens": tokens, "times": times, "first_s": first,
-          "peak_rss_mb": peak_rss_mb(), "base_rss_mb": base_rss, "loss": values[0],
-          "threads": torch.get_num_threads()})
+    times = timed_reps(step, reps, budget, device=device)
+    result = {"mode": mode, "vocab": vocab, "tokens": tokens, "times": times, "first_s": first,
+              "peak_rss_mb": peak_rss_mb(), "base_rss_mb": base_rss, "loss": values[0],
+              "threads": torch.get_num_threads(), "device": device}
+    if device == "cuda":
+        result.update(base_cuda_mb=base_dev, peak_cuda_mb=memory_mb(device)[1])
+    emit(result)
 
 
 def main():
@@ -132,35 +144,43 @@ def main():
     args = ap.parse_args()
     if args.child:
         mode, vocab, tokens, reps, budget = args.child
-        return child(mode, int(vocab), int(tokens), int(reps), float(budget))
+        return child(mode, int(vocab), int(tokens), int(reps), float(budget), args.device, args.chunk_mb)
     if args.quick:
         args.tokens, args.reps, args.budget = 512, 2, 5.0
+    check_device(args.device)
 
-    print(machine_line(args.threads))
-    print(f"loss forward+backward, 2 x {args.tokens} tokens (fp32 logits), eps {EPS}, alpha {ALPHA}; "
-          f"wall-time median of up to {args.reps} reps after 1 warm-up\n")
-    rows, verdicts = [], []
+    print(machine_line(args.threads, args.device))
+    print(f"loss forward+backward on {args.device}, 2 x {args.tokens} tokens (fp32 logits), eps {EPS}, "
+          f"alpha {ALPHA}; wall-time median of up to {args.reps} reps after 1 warm-up"
+          + (f"; fused chunk {args.chunk_mb:g} MB" if args.chunk_mb is not None else "") + "\n")
+    rows, verdicts, everything = [], [], {}
     for vocab in args.vocab:
         res = run_modes(os.path.abspath(__file__), args.modes, vocab,
-                        [args.tokens, args.reps, args.budget], args.threads)
+                        [args.tokens, args.reps, args.budget], args.threads, device_args(args))
+        everything[vocab] = res
         base = res.get("builtin")
+        base_peak, base_base = peak_and_base(base) if base else (float("nan"), float("nan"))
         for mode, r in res.items():
-            t, extra = median(r["times"]), r["peak_rss_mb"] - r["base_rss_mb"]
+            peak, start = peak_and_base(r)
+            t, extra = median(r["times"]), peak - start
             t_ratio = t / median(base["times"]) if base else float("nan")
-            m_ratio = extra / (base["peak_rss_mb"] - base["base_rss_mb"]) if base else float("nan")
-            p_ratio = r["peak_rss_mb"] / base["peak_rss_mb"] if base else float("nan")
-            rows.append([vocab, mode, f"{t:.3f}", f"{t_ratio:.3f}x", f"{r['first_s']:.2f}",
-                         f"{r['peak_rss_mb']:.0f}", f"{extra:.0f}", f"{m_ratio:.3f}x",
+            m_ratio = extra / (base_peak - base_base) if base else float("nan")
+            p_ratio = peak / base_peak if base else float("nan")
+            rows.append([vocab, mode, f"{t:.{4 if args.device == 'cuda' else 3}f}", f"{t_ratio:.3f}x", f"{2 * r['tokens'] / t:,.0f}",
+                         f"{r['first_s']:.2f}", f"{peak:.0f}", f"{extra:.0f}", f"{m_ratio:.3f}x",
                          f"{p_ratio:.3f}x", f"{r['loss']:.2f}", len(r["times"])])
             if mode == "fused" and base:
                 verdicts.append(f"V={vocab}: fused time {t_ratio:.3f}x built-in (target <= 0.10x: "
                                 f"{'met' if t_ratio <= 0.10 else 'MISSED'}); extra memory "
                                 f"{m_ratio:.3f}x (target <= 0.25x: {'met' if m_ratio <= 0.25 else 'MISSED'})"
                                 f"; whole-process peak RSS {p_ratio:.3f}x")
+    mem = mem_label(args.device)
     print(markdown_table(
-        ["V", "impl", "median s", "time vs built-in", "first call s", "peak RSS MB",
-         "extra MB over inputs", "extra vs built-in", "peak RSS vs built-in", "loss", "reps"], rows))
+        ["V", "impl", "median s", "time vs built-in", "rows/s", "first call s", mem,
+         "extra MB over inputs", "extra vs built-in", f"{mem[:-3]} vs built-in", "loss", "reps"], rows))
     print("\n" + "\n".join(verdicts))
+    write_json(args.json, {"device": args.device, "tokens": args.tokens, "chunk_mb": args.chunk_mb,
+                           "results": everything, "verdicts": verdicts})
 
 
 if __name__ == "__main__":

@@ -129,7 +129,7 @@ def child(mode, vocab, bsz, length, reps, budget, args):
         assert type(criterion).__module__.startswith("fairseq."), type(criterion)
         assert "rdrop_fairseq" not in sys.modules
     else:
-        set_chunk_mb(args.chunk_mb if mode in ("fused", "compiled") else None, device)
+        set_chunk_mb(args.chunk_mb if mode == "fused" else None, device)
     sample = make_batch(task, bsz, length)
     if mode == "baseline-2x":
         sample = double(sample)

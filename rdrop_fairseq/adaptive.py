@@ -27,7 +27,8 @@ from .criterion import RDropLabelSmoothedCrossEntropyConfig
 from .batch_layout import duplicate_net_input
 from .model_checks import unwrap_model
 from .registry import register_criterion_replacing
-from .schedule import RDropSchedule, log_rdrop_kl, per_copy_data_loss, rdrop_logging
+from .rdrop_metrics import log_rdrop_kl, per_copy_data_loss, rdrop_logging
+from .schedule import RDropSchedule
 
 CRITERION_NAME = "adaptive_loss_with_rdrop"
 

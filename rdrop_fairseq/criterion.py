@@ -31,7 +31,8 @@ from .batch_layout import duplicate_net_input
 from .loss import rdrop_loss_reference
 from .model_checks import has_plain_softmax_output
 from .registry import register_criterion_replacing
-from .schedule import RDropSchedule, log_rdrop_kl, per_copy_data_loss, rdrop_logging
+from .rdrop_metrics import log_rdrop_kl, per_copy_data_loss, rdrop_logging
+from .schedule import RDropSchedule
 
 logger = logging.getLogger(__name__)
 

@@ -1,37 +1,17 @@
-"""When R-Drop applies: option checks, k-step and warm-up schedule, shared by both criteria.
+"""When R-Drop applies: the k-step and warm-up schedule, shared by every R-Drop criterion.
 
 On a training update u, R-Drop runs iff ``model.training``, alpha_u > 0, m >= 2
 and u % rdrop_every == 0, with alpha_u = alpha * min(1, u / warmup) (alpha when
 warmup is 0). Otherwise the step is the criterion's plain loss.
 """
 import logging
-import math
 
-from fairseq import utils
 from fairseq.logging import metrics
 
 from .model_checks import has_active_dropout
+from .options import validate_rdrop_options
 
 logger = logging.getLogger(__name__)
-
-
-def validate_rdrop_options(alpha, passes, every, warmup, plain_name="label-smoothed CE"):
-    """Reject bad values at startup, naming the command-line option."""
-    if not (isinstance(alpha, (int, float)) and math.isfinite(alpha) and alpha >= 0):
-        raise ValueError(f"--rdrop-alpha must be a finite number >= 0, got {alpha!r}")
-    if passes < 1:
-        raise ValueError(f"--rdrop-passes must be >= 1, got {passes}")
-    if every < 1:
-        raise ValueError(f"--rdrop-every must be >= 1, got {every}")
-    if warmup < 0:
-        raise ValueError(f"--rdrop-warmup-updates must be >= 0, got {warmup}")
-    if alpha > 0 and passes == 1:
-        # An error, not a warning: with one pass there is nothing to compare, so the
-        # user would silently train a plain model while believing R-Drop is on.
-        raise ValueError(
-            f"--rdrop-alpha {alpha} needs at least two passes, but --rdrop-passes is 1; "
-            f"use --rdrop-passes >= 2, or --rdrop-alpha 0 for plain {plain_name}"
-        )
 
 
 class RDropSchedule:
@@ -93,47 +73,3 @@ class RDropSchedule:
                 "(and/or --attention-dropout, --activation-dropout) > 0.",
                 self.rdrop_alpha, type(model).__name__,
             )
-
-
-def per_copy_data_loss(loss, kl_loss, alpha, m):
-    """What the logs call ``loss``: the data term of ONE copy, (loss - alpha * KL) / m.
-
-    The optimised loss sums m copies' losses plus alpha * KL over the tokens of one copy;
-    logged as is it would read about m times the baseline's train loss and valid_loss.
-    Logging it per copy without the KL keeps train and valid losses comparable across
-    runs; the gradient and the objective are untouched (``rdrop_objective`` logs those).
-    """
-    if kl_loss is None:
-        return loss.data
-    return (loss.data - alpha * kl_loss.data.to(loss.dtype)) / m
-
-
-def rdrop_logging(loss, kl_loss, sample_size, ntokens):
-    """Logging-output entries of an R-Drop step (summable across workers)."""
-    return {
-        "rdrop_kl_loss": kl_loss.data,
-        "rdrop_ntokens": ntokens,
-        "rdrop_objective": loss.data,
-        "rdrop_sample_size": sample_size,
-    }
-
-
-def log_rdrop_kl(logging_outputs):
-    """Log ``rdrop_kl_loss``: the unweighted KL per target token, base 2 like fairseq's
-    losses, weighted by the tokens of R-Drop steps only (k-step R-Drop does not dilute
-    it with zeros)."""
-    kl_sum = sum(log.get("rdrop_kl_loss", 0) for log in logging_outputs)
-    kl_tokens = sum(log.get("rdrop_ntokens", 0) for log in logging_outputs)
-    if kl_tokens > 0:
-        metrics.log_scalar(
-            "rdrop_kl_loss", utils.item(kl_sum) / kl_tokens / math.log(2), kl_tokens, round=4
-        )
-    # The optimised value (all copies' losses + alpha * KL) per sample-size unit, base 2,
-    # over R-Drop steps only: what the gradient descends, beside the per-copy ``loss``.
-    objective = sum(log.get("rdrop_objective", 0) for log in logging_outputs)
-    objective_size = sum(log.get("rdrop_sample_size", 0) for log in logging_outputs)
-    if objective_size > 0:
-        metrics.log_scalar(
-            "rdrop_objective", utils.item(objective) / objective_size / math.log(2),
-            objective_size, round=3,
-        )

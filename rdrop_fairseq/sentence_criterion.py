@@ -22,7 +22,8 @@ from fairseq.logging import metrics
 from . import sentence_loss as sl
 from .batch_layout import duplicate_net_input
 from .registry import register_criterion_replacing
-from .schedule import RDropSchedule, log_rdrop_kl, per_copy_data_loss, rdrop_logging
+from .rdrop_metrics import log_rdrop_kl, per_copy_data_loss, rdrop_logging
+from .schedule import RDropSchedule
 
 CRITERION_NAME = "sentence_prediction_with_rdrop"
 DIVERGENCE_CHOICES = ChoiceEnum(["auto", "softmax", "sigmoid"])

@@ -24,7 +24,6 @@ import os
 import re
 import signal
 import subprocess
-import textwrap
 
 import pytest
 import torch

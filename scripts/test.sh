@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # Sets up ./.venv (scripts/setup.sh) and runs the whole test suite (~5 min on 2 cores).
+# VENV and PYTHON choose another environment, as for setup.sh, e.g. the Python 3.10 +
+# fairseq 0.12.2 one: PYTHON=python3.10 VENV=.venv310 bash scripts/test.sh
 # Data-dependent tests read RDROP_DATA_DIR, defaulting to ../shared/data beside the repo.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,4 +12,4 @@ fi
 export RDROP_DATA_DIR="${RDROP_DATA_DIR:-}"
 # one thread per process: the suite runs many small fairseq processes on 2 cores
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" MKL_NUM_THREADS="${MKL_NUM_THREADS:-1}"
-exec .venv/bin/python -m pytest -q -p no:cacheprovider tests "$@"
+exec "${VENV:-.venv}/bin/python" -m pytest -q -p no:cacheprovider tests "$@"

@@ -15,6 +15,9 @@ PY=${PYTHON:-python3}
 VENV=${VENV:-.venv}
 step() { echo "[setup] $*"; }
 export PYTHONUNBUFFERED=1  # pip's lines appear as they happen through the filter below
+# drop pip's lines that say nothing happened (every package on a second run, local
+# index folders that lack a package); keep what it collects, builds and installs
+quiet_pip_lines() { grep -v -e '^Requirement already satisfied' -e '^WARNING: Location .* is ignored' || true; }
 
 if [ ! -x "$VENV/bin/python" ]; then
   if ! "$PY" -c 'import sys' 2>/dev/null; then
@@ -37,8 +40,8 @@ step "$VENV: $("$VPY" -V 2>&1), pins from $CONSTRAINTS: $(grep -E '^[a-z]' "$CON
 # pip prints one line per package it collects, builds and installs; a first run downloads
 # torch and, below Python 3.11, builds fairseq 0.12.2 from its sdist (a few minutes).
 step "installing torch (version from $CONSTRAINTS)"
-"$VPY" -m pip install --progress-bar off torch | { grep -v '^Requirement already satisfied' || true; }
+"$VPY" -m pip install --progress-bar off torch 2>&1 | quiet_pip_lines
 step "installing fairseq and this plugin (pip install -e .[test,recipes])"
-"$VPY" -m pip install --progress-bar off -e ".[test,recipes]" | { grep -v '^Requirement already satisfied' || true; }
+"$VPY" -m pip install --progress-bar off -e ".[test,recipes]" 2>&1 | quiet_pip_lines
 step "checking the imports"
 "$VPY" -c "import torch, fairseq, rdrop_fairseq; print('[setup] ok: $VENV, torch', torch.__version__, '| fairseq', fairseq.__version__)"

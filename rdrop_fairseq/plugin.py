@@ -23,7 +23,8 @@ NO_REPLACE_BUILTIN = "RDROP_FAIRSEQ_NO_REPLACE_BUILTIN"
 NO_CHECKPOINT_ALLOWLIST = "RDROP_FAIRSEQ_NO_CHECKPOINT_ALLOWLIST"
 NO_NGRAM_FIX = "RDROP_FAIRSEQ_NO_NGRAM_FIX"
 NO_TRAINER_PATCH = "RDROP_FAIRSEQ_NO_TRAINER_PATCH"
-SWITCHES = (NO_REPLACE_BUILTIN, NO_CHECKPOINT_ALLOWLIST, NO_NGRAM_FIX, NO_TRAINER_PATCH)
+NO_ENCODER_FASTPATH_FIX = "RDROP_FAIRSEQ_NO_ENCODER_FASTPATH_FIX"
+SWITCHES = (NO_REPLACE_BUILTIN, NO_CHECKPOINT_ALLOWLIST, NO_NGRAM_FIX, NO_TRAINER_PATCH, NO_ENCODER_FASTPATH_FIX)
 
 _ON = ("1", "true", "yes", "on")
 _OFF = ("", "0", "false", "no", "off")
@@ -61,6 +62,12 @@ def load():
                     "(it bans nothing, fairseq #4709)", NO_NGRAM_FIX)
     else:
         patch_fairseq_ngram_blocking()
+    if skip[NO_ENCODER_FASTPATH_FIX]:
+        logger.info("rdrop_fairseq: %s set: fairseq 0.12.2's encoder fast path left as is", NO_ENCODER_FASTPATH_FIX)
+    else:
+        from .encoder_fastpath import disable_fairseq_encoder_fastpath
+
+        disable_fairseq_encoder_fastpath()  # a no-op (and no log) where fairseq has no such fast path
     # the criteria register themselves on import (registry.py reads NO_REPLACE_BUILTIN)
     from . import criterion  # noqa: F401
     from . import adaptive  # noqa: F401

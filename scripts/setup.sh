@@ -1,14 +1,47 @@
 #!/usr/bin/env bash
-# Creates ./.venv with torch (CPU), fairseq and this plugin (editable), plus the
+# Creates a virtual environment with torch, fairseq and this plugin (editable), plus the
 # test and recipe extras. Idempotent: a second run only checks.
+#
+#   bash scripts/setup.sh                                  # ./.venv: Python >= 3.11, fairseq-fixed 0.12.3.1
+#   PYTHON=python3.10 VENV=.venv310 bash scripts/setup.sh  # Python 3.8-3.10, fairseq 0.12.2
+#
+# The constraint file follows the venv's Python: constraints.txt (torch 2.13) for >= 3.11,
+# constraints-py310.txt (torch 2.11, the newest fairseq 0.12.2 resolves) below 3.11.
+# pip is not upgraded: pip >= 24.1 rejects the metadata of omegaconf 2.0.6, which
+# fairseq 0.12.2 requires (hydra-core < 1.1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
-if [ ! -x .venv/bin/python ]; then
-  "$PY" -m venv .venv
+VENV=${VENV:-.venv}
+step() { echo "[setup] $*"; }
+export PYTHONUNBUFFERED=1  # pip's lines appear as they happen through the filter below
+# drop pip's lines that say nothing happened (every package on a second run, local
+# index folders that lack a package); keep what it collects, builds and installs
+quiet_pip_lines() { grep -v -e '^Requirement already satisfied' -e '^WARNING: Location .* is ignored' || true; }
+
+if [ ! -x "$VENV/bin/python" ]; then
+  if ! "$PY" -c 'import sys' 2>/dev/null; then
+    echo "[setup] error: PYTHON=$PY does not run (with pyenv: set PYENV_VERSION, or give the full path)" >&2
+    exit 1
+  fi
+  step "creating $VENV with $("$PY" -V 2>&1)"
+  "$PY" -m venv "$VENV"
 fi
-# PIP_CONSTRAINT (not -c) so the pin reaches fairseq-fixed's isolated build env.
-export PIP_CONSTRAINT="$PWD/constraints.txt"
-.venv/bin/python -m pip install -q "torch==2.13.0"
-.venv/bin/python -m pip install -q -e ".[test,recipes]"
-.venv/bin/python -c "import torch, fairseq, rdrop_fairseq; print('setup ok: torch', torch.__version__, '| fairseq', fairseq.__version__)"
+VPY="$VENV/bin/python"
+if "$VPY" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+  CONSTRAINTS=constraints.txt
+else
+  CONSTRAINTS=constraints-py310.txt
+fi
+# PIP_CONSTRAINT (not -c) so the pins reach pip's isolated build environments
+# (fairseq builds from source there); `pip install -c` does not.
+export PIP_CONSTRAINT="$PWD/$CONSTRAINTS"
+step "$VENV: $("$VPY" -V 2>&1), pins from $CONSTRAINTS: $(grep -E '^[a-z]' "$CONSTRAINTS" | tr '\n' ' ')"
+# pip prints one line per package it collects, builds and installs; a first run downloads
+# torch and, below Python 3.11, builds fairseq 0.12.2 from its sdist (a few minutes).
+step "installing torch (version from $CONSTRAINTS)"
+"$VPY" -m pip install --progress-bar off torch 2>&1 | quiet_pip_lines
+step "installing fairseq and this plugin (pip install -e .[test,recipes])"
+"$VPY" -m pip install --progress-bar off -e ".[test,recipes]" 2>&1 | quiet_pip_lines
+step "checking the imports"
+"$VPY" -c "import torch, fairseq, rdrop_fairseq; print('[setup] ok: $VENV, torch', torch.__version__, '| fairseq', fairseq.__version__)"

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # Sets up ./.venv (scripts/setup.sh) and runs the whole test suite (~5 min on 2 cores).
+# VENV and PYTHON choose another environment, as for setup.sh, e.g. the Python 3.10 +
+# fairseq 0.12.2 one: PYTHON=python3.10 VENV=.venv310 bash scripts/test.sh
 # Data-dependent tests read RDROP_DATA_DIR, defaulting to ../shared/data beside the repo; without
 # either they are skipped with a message (RDROP_DATA_DIR stays unset then, never set to "").
 set -euo pipefail
@@ -13,4 +15,4 @@ if [ -z "${RDROP_DATA_DIR:-}" ] && [ -d ../shared/data ]; then
 fi
 # one thread per process: the suite runs many small fairseq processes on 2 cores
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" MKL_NUM_THREADS="${MKL_NUM_THREADS:-1}"
-exec .venv/bin/python -m pytest -q -p no:cacheprovider tests "$@"
+exec "${VENV:-.venv}/bin/python" -m pytest -q -p no:cacheprovider tests "$@"

@@ -16,16 +16,16 @@ warm-up's first update) the step *is* fairseq's ``adaptive_loss``. The schedule
 and option checks are those of ``criterion.py``.
 """
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from fairseq import utils
 from fairseq.criterions.adaptive_loss import AdaptiveLoss, AdaptiveLossConfig
 from fairseq.logging import metrics
 
 from .adaptive_math import adaptive_rdrop_loss
-from .criterion import RDropLabelSmoothedCrossEntropyConfig
 from .batch_layout import duplicate_net_input
 from .model_checks import unwrap_model
+from .options import RDropOptions
 from .registry import register_criterion_replacing
 from .rdrop_metrics import log_rdrop_kl, per_copy_data_loss, rdrop_logging
 from .schedule import RDropSchedule
@@ -33,23 +33,9 @@ from .schedule import RDropSchedule
 CRITERION_NAME = "adaptive_loss_with_rdrop"
 
 
-def _help_of(name):
-    """The help text of the main criterion's option, so both document it identically."""
-    return RDropLabelSmoothedCrossEntropyConfig.__dataclass_fields__[name].metadata
-
-
 @dataclass
-class AdaptiveLossWithRDropConfig(AdaptiveLossConfig):
+class AdaptiveLossWithRDropConfig(AdaptiveLossConfig, RDropOptions):
     """fairseq's adaptive_loss fields (sentence_avg, ddp_backend) plus R-Drop's."""
-
-    rdrop_alpha: float = field(default=0.0, metadata=_help_of("rdrop_alpha"))
-    rdrop_passes: int = field(default=2, metadata=_help_of("rdrop_passes"))
-    rdrop_every: int = field(
-        default=1,
-        metadata={"help": "k-step R-Drop: apply it on updates u with u % k == 0, "
-                  "plain adaptive loss on the others"},
-    )
-    rdrop_warmup_updates: int = field(default=0, metadata=_help_of("rdrop_warmup_updates"))
 
 
 @register_criterion_replacing(CRITERION_NAME, dataclass=AdaptiveLossWithRDropConfig)

@@ -31,6 +31,7 @@ from .batch_layout import duplicate_net_input
 from .loss import rdrop_loss_reference
 from .model_checks import has_plain_softmax_output
 from .registry import register_criterion_replacing
+from .options import RDropOptions
 from .rdrop_metrics import log_rdrop_kl, per_copy_data_loss, rdrop_logging
 from .schedule import RDropSchedule
 
@@ -50,28 +51,9 @@ def _warn_compile_once():
 
 
 @dataclass
-class RDropLabelSmoothedCrossEntropyConfig(LabelSmoothedCrossEntropyCriterionConfig):
+class RDropLabelSmoothedCrossEntropyConfig(LabelSmoothedCrossEntropyCriterionConfig, RDropOptions):
     """Every field of fairseq's built-in R-Drop criterion, plus the paper's ablations."""
 
-    rdrop_alpha: float = field(
-        default=0.0,
-        metadata={"help": "weight alpha of the symmetric KL term; 0 disables R-Drop "
-                  "(the paper uses 5 for IWSLT/WMT, 0.7 for CNN/DM, 1 for LM)"},
-    )
-    rdrop_passes: int = field(
-        default=2,
-        metadata={"help": "m, the number of copies of each batch (forward passes); "
-                  "the KL is averaged over the m(m-1) ordered pairs"},
-    )
-    rdrop_every: int = field(
-        default=1,
-        metadata={"help": "k-step R-Drop: apply it on updates u with u % k == 0, "
-                  "plain label-smoothed CE on the others"},
-    )
-    rdrop_warmup_updates: int = field(
-        default=0,
-        metadata={"help": "ramp alpha linearly from 0 to --rdrop-alpha over this many updates"},
-    )
     rdrop_impl: RDROP_IMPL_CHOICES = field(
         default="auto",
         metadata={"help": "loss implementation: 'fused' (chunked, from logits, low memory), "

@@ -1,5 +1,33 @@
-"""Start-up checks of the R-Drop options shared by every R-Drop criterion (no fairseq import)."""
+"""The R-Drop options every R-Drop criterion shares, and their start-up checks (no fairseq import)."""
 import math
+from dataclasses import dataclass, field
+
+
+@dataclass
+class RDropOptions:
+    """The R-Drop fields of every R-Drop criterion's config (CLI flags and YAML keys);
+    each criterion's config inherits them beside its plain loss's config."""
+
+    rdrop_alpha: float = field(
+        default=0.0,
+        metadata={"help": "weight alpha of the consistency term (symmetric KL, or its analogue for "
+                  "sigmoid and regression heads); 0 disables R-Drop (the paper: 5 for IWSLT/WMT, "
+                  "0.7 for CNN/DM, 1 for LM, 0.1-1 for GLUE)"},
+    )
+    rdrop_passes: int = field(
+        default=2,
+        metadata={"help": "m, the number of copies of each batch (forward passes); "
+                  "the consistency term is averaged over the m(m-1) ordered pairs"},
+    )
+    rdrop_every: int = field(
+        default=1,
+        metadata={"help": "k-step R-Drop: apply it on updates u with u % k == 0, "
+                  "the plain loss on the others"},
+    )
+    rdrop_warmup_updates: int = field(
+        default=0,
+        metadata={"help": "ramp alpha linearly from 0 to --rdrop-alpha over this many updates"},
+    )
 
 
 def validate_rdrop_options(alpha, passes, every, warmup, plain_name="label-smoothed CE"):

@@ -22,6 +22,7 @@ from fairseq.logging import metrics
 from . import sentence_loss as sl
 from .batch_layout import duplicate_net_input
 from .registry import register_criterion_replacing
+from .options import RDropOptions
 from .rdrop_metrics import log_rdrop_kl, per_copy_data_loss, rdrop_logging
 from .schedule import RDropSchedule
 
@@ -31,27 +32,9 @@ MULTILABEL_LOSS_CHOICES = ChoiceEnum(list(sl.MULTILABEL_LOSSES))
 
 
 @dataclass
-class SentencePredictionWithRDropConfig(SentencePredictionConfig):
+class SentencePredictionWithRDropConfig(SentencePredictionConfig, RDropOptions):
     """Every field of fairseq's ``sentence_prediction`` plus R-Drop's."""
 
-    rdrop_alpha: float = field(
-        default=0.0,
-        metadata={"help": "weight alpha of the consistency term; 0 disables R-Drop "
-                  "(the paper searches 0.1, 0.5, 1.0 on GLUE)"},
-    )
-    rdrop_passes: int = field(
-        default=2,
-        metadata={"help": "m, copies of each sentence (forward passes); the divergence is "
-                  "averaged over the m(m-1) ordered pairs"},
-    )
-    rdrop_every: int = field(
-        default=1,
-        metadata={"help": "k-step R-Drop: apply it on updates u with u % k == 0, the plain loss on the others"},
-    )
-    rdrop_warmup_updates: int = field(
-        default=0,
-        metadata={"help": "ramp alpha linearly from 0 to --rdrop-alpha over this many updates"},
-    )
     rdrop_divergence: DIVERGENCE_CHOICES = field(
         default="auto",
         metadata={"help": "consistency term of a class head: 'softmax' (symmetric KL of the softmax), "

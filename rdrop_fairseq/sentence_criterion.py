@@ -59,7 +59,8 @@ class SentencePredictionWithRDropCriterion(RDropSchedule, SentencePredictionCrit
     def __init__(self, cfg: SentencePredictionWithRDropConfig, task):
         super().__init__(cfg, task)
         self.kind = _head_kind(cfg, task)
-        if self.kind == "multilabel" and self.keep_pred_and_targ:
+        # keep_pred_and_targ: the report options of fairseq-fixed's sentence_prediction (not in 0.12.2)
+        if self.kind == "multilabel" and getattr(self, "keep_pred_and_targ", False):
             raise ValueError(
                 "--report-mcc / --report-acc-and-f1 / --report-pearson-and-spearman are single-label "
                 "metrics; a multi-label task reports micro_f1, macro_f1 and exact_match itself"

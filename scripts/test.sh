@@ -15,4 +15,5 @@ if [ -z "${RDROP_DATA_DIR:-}" ] && [ -d ../shared/data ]; then
 fi
 # one thread per process: the suite runs many small fairseq processes on 2 cores
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" MKL_NUM_THREADS="${MKL_NUM_THREADS:-1}"
-exec "${VENV:-.venv}/bin/python" -m pytest -q -p no:cacheprovider tests "$@"
+# arguments: test files or pytest options (pytest.ini: testpaths = tests when none is named)
+exec "${VENV:-.venv}/bin/python" -m pytest -q -p no:cacheprovider "$@"

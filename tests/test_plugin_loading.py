@@ -3,6 +3,7 @@ one INFO line per patch, the environment switches, and plugin checkpoints withou
 
 Every check runs in a fresh interpreter: what is under test is what importing does to a process.
 """
+import importlib.util
 import os
 import subprocess
 import sys
@@ -30,7 +31,10 @@ STATE = textwrap.dedent(f"""
           NGramRepeatBlock._no_repeat_ngram is no_repeat_ngram)
 """)
 LOADED = ["rdrop_fairseq.criterion", "None", "rdrop_fairseq.adaptive", "True", "True"]
-INFO_LINES = ("now uses rdrop_fairseq.criterion", "now accepts the globals", "NGramRepeatBlock._no_repeat_ngram")
+# fairseq-fixed ships a built-in of NAME (replacing it logs a line); fairseq 0.12.2 has none
+HAS_BUILTIN = importlib.util.find_spec("fairseq.criterions.label_smoothed_cross_entropy_with_rdrop") is not None
+INFO_LINES = (("now uses rdrop_fairseq.criterion",) if HAS_BUILTIN else ()) + (
+    "now accepts the globals", "NGramRepeatBlock._no_repeat_ngram", "Trainer._build_optimizer now tells")
 
 
 def python(code, check=True, **env):
@@ -105,6 +109,7 @@ def test_every_import_order_loads_the_plugin_once(first):
     assert all(err.count(line) == 1 for line in INFO_LINES), err[-3000:]
 
 
+@pytest.mark.skipif(not HAS_BUILTIN, reason="this fairseq has no built-in label_smoothed_cross_entropy_with_rdrop")
 def test_no_replace_builtin_keeps_fairseqs_and_registers_ours_under_another_name():
     _, out, err = python("import rdrop_fairseq, fairseq\n" + STATE, RDROP_FAIRSEQ_NO_REPLACE_BUILTIN="1")
     builtin, ours, *rest = last_line(out)
@@ -134,6 +139,7 @@ TINY = ("--arch transformer --encoder-layers 1 --decoder-layers 1 --encoder-embe
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(not HAS_BUILTIN, reason="this fairseq has no built-in label_smoothed_cross_entropy_with_rdrop")
 def test_our_criterion_trains_under_its_other_name_with_the_builtin_kept(translation_bin, tmp_path):
     log = run_cli("fairseq-train", translation_bin, "--user-dir", USER_DIR, *TINY,
                   "--criterion", ALTERNATIVE, "--label-smoothing", "0.1", "--rdrop-alpha", "5",

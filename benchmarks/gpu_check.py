@@ -412,7 +412,10 @@ class Check:
                 m = peak(res["fused"]) / peak(res["builtin"])
                 rows.append([f"training step, V = {vocab}: peak memory <= 0.6x built-in", f"{m:.3f}x",
                              verdict(m <= 0.6)])
-            rows.append(same_losses("training step (loss/token)", step))
+            # In a real training step the built-in lays the copies out [x; x] and the plugin
+            # interleaves them, so dropout draws different masks and their losses differ by
+            # design; the built-in's equality is the "loss alone" row (same logits for all).
+            rows.append(same_losses("training step (loss/token)", step, modes=("reference", "fused")))
         loss = self.results.get("loss", {}).get("results", {})
         if loss:
             rows.append(same_losses("loss alone", loss))
@@ -549,14 +552,18 @@ def verdict_lines(text):
     return "\n".join(f"- {l}" for l in text.splitlines() if l.startswith("V="))
 
 
-def same_losses(what, per_vocab):
-    """Do built-in, reference and fused report the same loss (relative 1e-5) at every V?"""
-    worst = 0.0
+def same_losses(what, per_vocab, modes=("builtin", "reference", "fused")):
+    """Do ``modes`` report the same loss (relative 1e-5) at every V?"""
+    worst, compared = 0.0, False
     for res in per_vocab.values():
-        values = [r["loss"] for mode, r in res.items() if mode in ("builtin", "reference", "fused")]
+        values = [r["loss"] for mode, r in res.items() if mode in modes]
         if len(values) > 1:
+            compared = True
             worst = max(worst, (max(values) - min(values)) / max(abs(v) for v in values))
-    return [f"{what}: built-in, reference and fused give the same loss (relative <= 1e-5)",
+    names = ", ".join({"builtin": "built-in"}.get(m, m) for m in modes)
+    if not compared:
+        return [f"{what}: {names} give the same loss", "fewer than two of them ran", "n/a"]
+    return [f"{what}: {names} give the same loss (relative <= 1e-5)",
             f"max relative spread {worst:.1e}", verdict(worst <= 1e-5)]
 
 

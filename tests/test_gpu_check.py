@@ -43,10 +43,12 @@ def test_cpu_dry_run_writes_every_section(shared_data, tmp_path):
     assert train["plugin-bf16"]["precision"] == "--bf16" and "'bf16': True" in (out / "raw" / "train-plugin-bf16.log").read_text()
     n_test = results["prepare"]["test_sentences"]
     assert all(g["hypotheses"] == n_test for g in results["generate"].values())
-    # built-in, reference and fused agree on the loss; the chunk sweep's size was used
-    step = results["step"]["results"]
-    losses = [r["loss"] for r in next(iter(step.values())).values() if "baseline" not in r["mode"]]
-    assert max(losses) - min(losses) <= 1e-5 * abs(losses[0])
+    # on the same logits built-in, reference and fused agree on the loss (in a training step the
+    # built-in's [x; x] copies draw other dropout masks than the plugin's interleaved ones, so the
+    # step benchmark's losses differ by design); the chunk sweep's size was used
+    alone = [r["loss"] for r in next(iter(results["loss"]["results"].values())).values()
+             if r["mode"] in ("builtin", "reference", "fused")]
+    assert len(alone) == 3 and max(alone) - min(alone) <= 1e-5 * abs(alone[0])
     assert results["loss"]["chunk_mb"] == results["chunk"]["best_mb"]
     for name in ("numerics", "chunk", "loss", "step", "prepare", "train-plugin-fp32"):
         assert (out / "raw" / f"{name}.log").stat().st_size > 0

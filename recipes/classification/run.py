@@ -22,8 +22,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from prepare import prepare  # noqa: E402
+# by package path: other recipes have a prepare.py too (one process may load several)
+from recipes.classification.prepare import prepare  # noqa: E402
 from recipes.common.data import Stages  # noqa: E402
 from recipes.common.plot import plot_runs, read_valid_stats  # noqa: E402
 

@@ -15,9 +15,9 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from pipeline import RUNS, generate  # noqa: E402
-from run import score  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
+from recipes.translation.multi30k.pipeline import RUNS, generate  # noqa: E402
+from recipes.translation.multi30k.run import score  # noqa: E402
 from recipes.common.plot import read_valid_stats  # noqa: E402
 
 

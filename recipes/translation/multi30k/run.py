@@ -19,9 +19,11 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from pipeline import RUNS, generate, run_in_threads, stream, train_command, write_average  # noqa: E402
-from prepare import prepare  # noqa: E402
+# by package path: other recipes have a prepare.py and a run.py too (one process may load several)
+from recipes.translation.multi30k.pipeline import (  # noqa: E402
+    RUNS, generate, run_in_threads, stream, train_command, write_average,
+)
+from recipes.translation.multi30k.prepare import prepare  # noqa: E402
 from recipes.common.bleu import sacrebleu_score  # noqa: E402
 from recipes.common.data import DataError, Stages  # noqa: E402
 from recipes.common.plot import plot_train_valid, read_valid_stats  # noqa: E402

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from numpy.core.multiarray import _reconstruct
 
-from .plugin import NO_CHECKPOINT_ALLOWLIST
+from .switches import NO_CHECKPOINT_ALLOWLIST
 
 logger = logging.getLogger(__name__)
 

@@ -33,7 +33,7 @@ from fairseq.optim.adam import FairseqAdam, FairseqAdamConfig
 from omegaconf import II
 
 from . import childtuning_math as ct
-from .plugin import NO_TRAINER_PATCH
+from .switches import NO_TRAINER_PATCH
 
 logger = logging.getLogger(__name__)
 

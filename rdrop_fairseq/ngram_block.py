@@ -16,7 +16,7 @@ from typing import List
 
 import torch
 
-from .plugin import NO_NGRAM_FIX
+from .switches import NO_NGRAM_FIX
 
 logger = logging.getLogger(__name__)
 

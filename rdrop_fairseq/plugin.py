@@ -14,30 +14,14 @@ directory after importing itself), and otherwise as soon as fairseq gets importe
 """
 import importlib.util
 import logging
-import os
 import sys
 
 logger = logging.getLogger(__name__)
 
-NO_REPLACE_BUILTIN = "RDROP_FAIRSEQ_NO_REPLACE_BUILTIN"
-NO_CHECKPOINT_ALLOWLIST = "RDROP_FAIRSEQ_NO_CHECKPOINT_ALLOWLIST"
-NO_NGRAM_FIX = "RDROP_FAIRSEQ_NO_NGRAM_FIX"
-NO_TRAINER_PATCH = "RDROP_FAIRSEQ_NO_TRAINER_PATCH"
-NO_ENCODER_FASTPATH_FIX = "RDROP_FAIRSEQ_NO_ENCODER_FASTPATH_FIX"
-SWITCHES = (NO_REPLACE_BUILTIN, NO_CHECKPOINT_ALLOWLIST, NO_NGRAM_FIX, NO_TRAINER_PATCH, NO_ENCODER_FASTPATH_FIX)
-
-_ON = ("1", "true", "yes", "on")
-_OFF = ("", "0", "false", "no", "off")
-
-
-def switched_off(variable):
-    """True when the environment variable asks to skip that patch ("1"; unset, "" or "0": apply it)."""
-    value = os.environ.get(variable, "").strip().lower()
-    if value in _ON:
-        return True
-    if value in _OFF:
-        return False
-    raise ValueError(f"{variable}={os.environ[variable]!r}: expected 1 (skip that patch) or 0 / unset (apply it)")
+from .switches import (  # noqa: F401  (the names are part of this module's API too)
+    NO_CHECKPOINT_ALLOWLIST, NO_ENCODER_FASTPATH_FIX, NO_NGRAM_FIX, NO_REPLACE_BUILTIN, NO_TRAINER_PATCH,
+    SWITCHES, switched_off,
+)
 
 
 _loaded = False

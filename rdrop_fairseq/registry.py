@@ -13,7 +13,7 @@ installation (a free name, as on fairseq 0.12.2, is simply taken).
 """
 import logging
 
-from .plugin import NO_REPLACE_BUILTIN, switched_off
+from .switches import NO_REPLACE_BUILTIN, switched_off
 
 logger = logging.getLogger(__name__)
 

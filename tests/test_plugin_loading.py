@@ -15,7 +15,7 @@ from conftest import COMMON, REPO, USER_DIR, run_cli
 
 NAME = "label_smoothed_cross_entropy_with_rdrop"
 ALTERNATIVE = "rdrop_fairseq_" + NAME
-SWITCHES = ("RDROP_FAIRSEQ_NO_REPLACE_BUILTIN", "RDROP_FAIRSEQ_NO_CHECKPOINT_ALLOWLIST", "RDROP_FAIRSEQ_NO_NGRAM_FIX")
+from rdrop_fairseq.switches import SWITCHES  # noqa: E402  (no fairseq import)
 
 # What the plugin changed in this process, as the last line of output: the module of the
 # criterion under NAME and under ALTERNATIVE, of adaptive_loss_with_rdrop, whether torch's

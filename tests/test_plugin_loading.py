@@ -12,10 +12,10 @@ import textwrap
 import pytest
 
 from conftest import COMMON, REPO, USER_DIR, run_cli
+from rdrop_fairseq.switches import SWITCHES  # no fairseq import
 
 NAME = "label_smoothed_cross_entropy_with_rdrop"
 ALTERNATIVE = "rdrop_fairseq_" + NAME
-from rdrop_fairseq.switches import SWITCHES  # noqa: E402  (no fairseq import)
 
 # What the plugin changed in this process, as the last line of output: the module of the
 # criterion under NAME and under ALTERNATIVE, of adaptive_loss_with_rdrop, whether torch's

@@ -64,7 +64,11 @@ def cache_dir():
 
 
 def download(url, dest, sha256):
-    """Fetch ``url`` to ``dest`` via ``dest.part``; rename only after the sha256 matches."""
+    """Fetch ``url`` to ``dest`` via ``dest.part``; rename only after the sha256 matches.
+
+    ``sha256=None`` is for files whose checksum nobody could pin yet (the callers print the
+    sha256 of what they got instead); the .part-then-rename rule still holds.
+    """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
@@ -75,7 +79,7 @@ def download(url, dest, sha256):
                 shutil.copyfileobj(response, out)
         except NETWORK_ERRORS as error:  # one line instead of urllib's traceback
             raise DownloadError(f"could not download {url}: {getattr(error, 'reason', None) or error}") from None
-        actual = sha256_of(part)
+        actual = sha256_of(part) if sha256 is not None else None
         if actual != sha256:
             raise DataError(
                 f"checksum mismatch for {dest.name} downloaded from {url}: "

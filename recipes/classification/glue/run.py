@@ -22,13 +22,12 @@ import shutil
 import subprocess
 import sys
 import tarfile
-import urllib.request
 import zipfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(REPO))
-from recipes.common.data import DATA_DIR_ENV, Stages, atomic_path, cache_dir, sha256_of  # noqa: E402
+from recipes.common.data import DATA_DIR_ENV, Stages, atomic_path, cache_dir, download, sha256_of  # noqa: E402
 
 FB = "https://dl.fbaipublicfiles.com"
 # fairseq's README.glue.md table (lr, batch size, total and warm-up updates for 10 epochs);
@@ -67,15 +66,7 @@ def fetch_unpinned(url, rel):
     if path is None or not path.is_file():
         path = cache_dir() / rel
         if not path.is_file():
-            part = path.with_name(path.name + ".part")
-            path.parent.mkdir(parents=True, exist_ok=True)
-            print(f"[glue] downloading {url} -> {path}", flush=True)
-            try:
-                urllib.request.urlretrieve(url, part)
-            except BaseException:
-                part.unlink(missing_ok=True)
-                raise
-            os.replace(part, path)
+            download(url, path, sha256=None)
     print(f"[glue] WARNING: {path} is not checked against a pinned sha256 (unknown to this recipe); "
           f"its sha256 is {sha256_of(path)}", flush=True)
     return path

@@ -26,12 +26,11 @@ import os
 import shutil
 import sys
 import tarfile
-import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 from recipes.common.data import (  # noqa: E402
-    DataError, Stages, atomic_path, binarize_joined, cache_dir, sha256_of,
+    DataError, Stages, atomic_path, binarize_joined, cache_dir, download, sha256_of,
 )
 from recipes.common import moses  # noqa: E402
 
@@ -76,7 +75,7 @@ def fetch_sources(orig, archives, sha256_file):
         for name, url in archives.items():
             path = cache_dir() / "wmt14" / name
             if not path.is_file():
-                _download(url, path)
+                download(url, path, sha256=None)  # checked against --sha256-file below
             actual = sha256_of(path)
             computed.append(f"{actual}  {name}")
             if name in pinned and pinned[name] != actual:
@@ -105,18 +104,6 @@ def _read_sums(path):
             digest, name = line.split()
             sums[name.lstrip("*")] = digest
     return sums
-
-
-def _download(url, path):
-    part = path.with_name(path.name + ".part")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    print(f"[wmt14] downloading {url}", flush=True)
-    try:
-        urllib.request.urlretrieve(url, part)
-    except BaseException:
-        part.unlink(missing_ok=True)
-        raise
-    os.replace(part, path)
 
 
 # --------------------------------------------------------------------------- text processing

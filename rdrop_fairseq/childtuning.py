@@ -225,8 +225,11 @@ class ChildTuningMixin:
             self._set_d_masks(load_mask_file(cfg.childtuning_mask, named, selected, self.reserve_p))
         n_sel = sum(s for s in selected)
         numel = sum(_numel(s) for (_, s), k in zip(named, selected) if k)
-        logger.info(f"ChildTuning-{self.mode}: p={self.reserve_p}, masking {n_sel}/{len(named)} "
-                    f"parameters ({numel} entries) matching {pattern!r}")
+        copies = sum(ct.is_fastpath_copy(n) for n, _ in named)
+        logger.info(f"ChildTuning-{self.mode}: p={self.reserve_p}, masking {n_sel}/{len(named) - copies} "
+                    f"parameters ({numel} entries) matching {pattern!r}"
+                    + (f"; {copies} untrained fast-path copies of fairseq 0.12.2's encoder layers left "
+                       "alone" if copies else ""))
 
     @staticmethod
     def _layout(params, named, selected):

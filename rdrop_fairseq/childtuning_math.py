@@ -49,10 +49,27 @@ def resolve_pattern(mode, params, regex=None):
     return PATTERNS[key]
 
 
+# fairseq 0.12.2 (the last PyPI release) gives every transformer encoder layer a second copy of
+# its attention and FFN weights for torch's inference fast path ("BetterTransformer"):
+# layers.N.{in_proj,out_proj,fc1,fc2}_{weight,bias}, registered as trainable parameters, but
+# training never uses them (their .grad stays None) and fairseq refills them from the real weights
+# whenever a checkpoint is loaded. Selected, they would enter the D mask's percentile with a zero
+# Fisher (as many entries as the layer's own attention and FFN weights, so the mask would keep
+# far more than the fraction p of the weights that train) and the mask file (which would then
+# not fit the same model under fairseq-fixed, which, like fairseq's main branch, has no such
+# parameters). So they are never masked, whatever the pattern.
+FASTPATH_COPY = r"(^|\.)layers\.\d+\.(in_proj|out_proj|fc1|fc2)_(weight|bias)$"
+
+
+def is_fastpath_copy(name):
+    """Whether ``name`` is one of fairseq 0.12.2's untrained fast-path copies (see FASTPATH_COPY)."""
+    return re.search(FASTPATH_COPY, name) is not None
+
+
 def select(names, pattern):
-    """Which of ``names`` the pattern masks (re.search; '' masks all)."""
+    """Which of ``names`` the pattern masks (re.search; '' masks all), never the fast-path copies."""
     rx = re.compile(pattern)
-    return [bool(rx.search(n)) for n in names]
+    return [bool(rx.search(n)) and not is_fastpath_copy(n) for n in names]
 
 
 def check_reserve_p(p):

@@ -131,3 +131,15 @@ def test_seed_summary_mean_std_and_verdict():
     assert "exceeds the seed spread" in text
     text, _ = run.seeds_summary({1: rows(10.0, 12.0), 2: rows(13.0, 12.5)})
     assert "does NOT exceed" in text
+
+
+def test_best_epoch_is_the_one_fairseq_keeps_on_a_tie():
+    """fairseq's checkpoint_best.pt follows `val <= best` on the logged (3-decimal) loss, so of two
+    equal losses the later epoch's checkpoint is kept; the recipe must report (and horizons.py must
+    translate with) that epoch, not the first."""
+    from recipes.translation.multi30k.pipeline import best_epoch_stats
+
+    stats = [dict(epoch=e, valid_loss=v) for e, v in [(1, 6.5), (2, 6.209), (3, 6.231), (4, 6.209), (5, 6.3)]]
+    assert best_epoch_stats(stats)["epoch"] == 4
+    assert best_epoch_stats(stats[:3])["epoch"] == 2
+    assert best_epoch_stats([dict(epoch=1, valid_loss=7.0), dict(epoch=2, valid_loss=6.9)])["epoch"] == 2

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
-from recipes.translation.multi30k.pipeline import RUNS, generate  # noqa: E402
+from recipes.translation.multi30k.pipeline import RUNS, best_epoch_stats, generate  # noqa: E402
 from recipes.translation.multi30k.run import score  # noqa: E402
 from recipes.common.plot import read_valid_stats  # noqa: E402
 
@@ -26,7 +26,7 @@ def pick(stats, horizon):
     seen = [s for s in stats if s["epoch"] <= horizon]
     if not seen or seen[-1]["epoch"] != horizon:
         raise SystemExit(f"the run has no validation line for epoch {horizon}")
-    return min(seen, key=lambda s: s["valid_loss"])
+    return best_epoch_stats(seen)
 
 
 def main(argv=None):

@@ -70,6 +70,13 @@ def train_command(bin_dir, data_bin, save_dir, cfg, run, seed, device="cpu"):
     return cmd
 
 
+def best_epoch_stats(stats):
+    """The validation line of the epoch whose checkpoint fairseq keeps as checkpoint_best.pt: the
+    lowest logged validation loss, and on a tie the LATER epoch (fairseq compares the loss as logged,
+    rounded to 3 decimals, with <=, so a later equal value replaces the earlier checkpoint)."""
+    return min(reversed(stats), key=lambda s: s["valid_loss"])
+
+
 def epoch_checkpoint_flags(cfg):
     """Keep all epoch checkpoints (``keep_epochs`` = "all"), the last N (for averaging), or none."""
     keep = cfg.get("keep_epochs")

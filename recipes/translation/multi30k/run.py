@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(REPO))
 # by package path: other recipes have a prepare.py and a run.py too (one process may load several)
 from recipes.translation.multi30k.pipeline import (  # noqa: E402
-    RUNS, generate, run_in_threads, stream, train_command, write_average,
+    RUNS, best_epoch_stats, generate, run_in_threads, stream, train_command, write_average,
 )
 from recipes.translation.multi30k.prepare import prepare  # noqa: E402
 from recipes.common.bleu import sacrebleu_score  # noqa: E402
@@ -123,7 +123,7 @@ def seed_rows(seed_dir, refs, tokenize, average):
     for run in RUNS:
         run_dir = seed_dir / run
         stats = read_valid_stats(run_dir / "train.log")
-        best = min(stats, key=lambda s: s["valid_loss"])
+        best = best_epoch_stats(stats)  # the epoch of checkpoint_best.pt, which translated test
         common = dict(best_valid_loss=best["valid_loss"], nll=best["valid_nll_loss"], ppl=best["valid_ppl"],
                       best_epoch=best["epoch"], epochs=stats[-1]["epoch"],
                       train_s=float((run_dir / "train_seconds.txt").read_text()))

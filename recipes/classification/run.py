@@ -25,6 +25,7 @@ sys.path.insert(0, str(REPO))
 # by package path: other recipes have a prepare.py too (one process may load several)
 from recipes.classification.prepare import prepare  # noqa: E402
 from recipes.common.data import Stages  # noqa: E402
+from recipes.common.fairseq_flags import KEEP_LAST_BATCH  # noqa: E402
 from recipes.common.plot import plot_runs, read_valid_stats  # noqa: E402
 
 # ---- what each dataset is ----------------------------------------------------------------------
@@ -92,7 +93,7 @@ def train_command(bin_dir, data_bin, save_dir, dataset, cfg, run, seed, n_train)
         "--weight-decay", str(cfg["weight_decay"]), "--clip-norm", "0.0",
         "--lr-scheduler", "polynomial_decay", "--lr", str(cfg["lr"]),
         "--total-num-update", str(updates), "--warmup-updates", str(max(1, int(cfg["warmup_ratio"] * updates))),
-        "--batch-size", str(cfg["batch_size"]), "--required-batch-size-multiple", "1",
+        "--batch-size", str(cfg["batch_size"]), *KEEP_LAST_BATCH,
         "--max-epoch", str(cfg["max_epoch"]), "--seed", str(seed), "--no-save",
         "--log-format", "json", "--log-interval", "50", "--cpu", "--num-workers", "0",
         *spec["report"],

@@ -16,6 +16,8 @@ MODE=${2:-rdrop}
 PYTHON=${PYTHON:-python}
 # shellcheck source=iwslt14/settings.sh
 source "$HERE/$DATASET/settings.sh"
+# shellcheck source=../common/fairseq_flags.sh
+source "$REPO/recipes/common/fairseq_flags.sh"   # KEEP_LAST_BATCH: every sentence in every batch
 
 # ---- paper decoding settings both datasets share (BEAM, LENPEN: settings.sh) ------------------
 BATCH_SIZE=${BATCH_SIZE:-128}
@@ -45,11 +47,9 @@ if [ -n "$RAW_REF" ] && [ "$GEN_SUBSET" = test ] && [ -f "$RAW_REF" ]; then REF_
 OUT=$SAVE_DIR/generate-$GEN_SUBSET-$(basename "$CHECKPOINT" .pt).txt
 set -x
 # shellcheck disable=SC2086  # EXTRA_ARGS is meant to split into options
-# --required-batch-size-multiple 1: with the default 8, fairseq-fixed 0.12.3.1 drops the
-# last (n mod 8) test sentences (checked: 12 sentences give 8 hypotheses).
 "$FAIRSEQ_GENERATE" "$DATA_BIN" --user-dir "$USER_DIR" --task translation -s "$SRC" -t "$TGT" \
   --path "$CHECKPOINT" --gen-subset "$GEN_SUBSET" \
   --beam "$BEAM" --lenpen "$LENPEN" --batch-size "$BATCH_SIZE" --remove-bpe \
-  --required-batch-size-multiple 1 \
+  "${KEEP_LAST_BATCH[@]}" \
   "${DEVICE_ARGS[@]}" $EXTRA_ARGS > "$OUT"
 "$PYTHON" "$REPO/recipes/common/bleu.py" "$OUT" --lang "$TGT" "${REF_ARGS[@]}" | tee "$OUT.bleu"

@@ -16,6 +16,8 @@ MODE=${2:-rdrop}
 PYTHON=${PYTHON:-python}
 # shellcheck source=iwslt14/settings.sh
 source "$HERE/$DATASET/settings.sh"
+# shellcheck source=../common/fairseq_flags.sh
+source "$REPO/recipes/common/fairseq_flags.sh"   # KEEP_LAST_BATCH: every sentence in every batch
 
 # ---- paper hyperparameters both datasets share ------------------------------------------------
 ADAM_BETAS=${ADAM_BETAS:-"(0.9,0.98)"}
@@ -57,8 +59,6 @@ fi
 mkdir -p "$SAVE_DIR"
 set -x
 # shellcheck disable=SC2086  # EXTRA_ARGS is meant to split into options
-# --required-batch-size-multiple 1: with the default 8, fairseq-fixed 0.12.3.1 drops the
-# last (n mod 8) sentences of every epoch, so validation BLEU would skip a few.
 "$FAIRSEQ_TRAIN" "$DATA_BIN" \
   --user-dir "$USER_DIR" \
   --task translation -s "$SRC" -t "$TGT" \
@@ -67,7 +67,7 @@ set -x
   --lr-scheduler inverse_sqrt --warmup-updates "$WARMUP_UPDATES" --warmup-init-lr "$WARMUP_INIT_LR" \
   --weight-decay "$WEIGHT_DECAY" --dropout "$DROPOUT" \
   "${CRITERION[@]}" --label-smoothing "$LABEL_SMOOTHING" \
-  --required-batch-size-multiple 1 \
+  "${KEEP_LAST_BATCH[@]}" \
   --max-tokens "$MAX_TOKENS" "${UPDATE_FREQ_ARGS[@]}" --max-update "$MAX_UPDATE" --seed "$SEED" \
   --eval-bleu --eval-bleu-args "$EVAL_BLEU_ARGS" --eval-bleu-detok moses --eval-bleu-remove-bpe \
   --best-checkpoint-metric bleu --maximize-best-checkpoint-metric \

@@ -7,17 +7,8 @@
 #   AVG_LAST=5 bash recipes/translation/generate.sh DATASET rdrop   # average the last 5 epoch checkpoints first
 set -euo pipefail
 
-HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-REPO=$(cd "$HERE/../.." && pwd)
-DATASET=${1:-}
-MODE=${2:-rdrop}
-[ -n "$DATASET" ] && [ -f "$HERE/$DATASET/settings.sh" ] || {
-  echo "usage: $0 DATASET {rdrop|baseline}: DATASET is a folder beside this script with a settings.sh (got '$DATASET')" >&2; exit 2; }
-PYTHON=${PYTHON:-python}
-# shellcheck source=iwslt14/settings.sh
-source "$HERE/$DATASET/settings.sh"
-# shellcheck source=../common/fairseq_flags.sh
-source "$REPO/recipes/common/fairseq_flags.sh"   # KEEP_LAST_BATCH: every sentence in every batch
+# shellcheck source=load_settings.sh
+source "$(dirname "${BASH_SOURCE[0]}")/load_settings.sh" "$@"   # HERE REPO DATASET MODE PYTHON, settings
 
 # ---- paper decoding settings both datasets share (BEAM, LENPEN: settings.sh) ------------------
 BATCH_SIZE=${BATCH_SIZE:-128}

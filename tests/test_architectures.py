@@ -12,7 +12,7 @@ import re
 import pytest
 import torch
 
-from conftest import COMMON, USER_DIR, copies_of, last_train_stats, paper_kl, run_cli, tiny_task
+from helpers import COMMON, USER_DIR, copies_of, last_train_stats, paper_kl, run_cli, tiny_task
 from rdrop_fairseq.batch_layout import duplicate_net_input
 from recipes.common.fairseq_flags import KEEP_LAST_BATCH
 

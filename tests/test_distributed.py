@@ -28,7 +28,7 @@ import subprocess
 import pytest
 import torch
 
-from conftest import BIN, COMMON, REPO, last_train_stats
+from helpers import BIN, COMMON, REPO, last_train_stats
 from recipes.common.fairseq_flags import KEEP_LAST_BATCH
 
 TINY = (
@@ -292,7 +292,7 @@ class KeyedDropoutLM(torch.nn.Module):
 
 
 def keyed_step(rows):
-    from conftest import tiny_batch, tiny_task
+    from helpers import tiny_batch, tiny_task
     from rdrop_fairseq.criterion import RDropLabelSmoothedCrossEntropyCriterion
 
     task = tiny_task()

@@ -11,7 +11,7 @@ import textwrap
 
 import pytest
 
-from conftest import COMMON, REPO, USER_DIR, last_train_stats, run_cli
+from helpers import COMMON, REPO, USER_DIR, last_train_stats, run_cli
 from recipes.common.fairseq_flags import KEEP_LAST_BATCH
 
 TINY_TRANSFORMER = (

@@ -40,6 +40,8 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 PY = sys.executable
 BIN = Path(sys.executable).parent  # the environment's fairseq-preprocess (used by prepare.py)
+sys.path.insert(0, str(REPO))  # recipes.common
+from recipes.common.fairseq_flags import KEEP_LAST_BATCH  # noqa: E402
 
 # Per-device sizes. CUDA: realistic; CPU: the smallest that exercises every code path.
 SIZES = {
@@ -260,7 +262,7 @@ class Check:
                "--warmup-updates", "100", "--weight-decay", "0.0001", "--criterion", criterion,
                "--label-smoothing", "0.1", "--seed", "1", "--save-dir", save, "--no-epoch-checkpoints",
                "--no-save-optimizer-state", "--log-format", "json", "--log-interval", "10",
-               "--num-workers", "0", "--required-batch-size-multiple", "1", *precision,
+               "--num-workers", "0", *KEEP_LAST_BATCH, *precision,
                *self.sizes["train"]]
         if criterion.endswith("_with_rdrop"):
             cmd += ["--rdrop-alpha", ALPHA]
@@ -292,7 +294,7 @@ class Check:
             cmd = [PY, "benchmarks/fairseq_peak.py", "generate", self.data_bin, "--task", "translation",
                    "--source-lang", "de", "--target-lang", "en", "--path", ckpt, "--gen-subset", "test",
                    "--remove-bpe", "sentencepiece", "--max-len-a", "1.2", "--max-len-b", "10",
-                   "--required-batch-size-multiple", "1", "--user-dir", REPO / "rdrop_fairseq",
+                   *KEEP_LAST_BATCH, "--user-dir", REPO / "rdrop_fairseq",
                    *self.sizes["generate"]]
             log = open(self.raw / f"generate-{name}.log", "w")
             log.write("$ " + " ".join(map(str, cmd)) + "\n")

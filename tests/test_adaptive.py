@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from fairseq.criterions.adaptive_loss import AdaptiveLoss
 from fairseq.logging import metrics
 
-from conftest import COMMON, USER_DIR, copies_of, last_train_stats, run_cli
+from helpers import COMMON, USER_DIR, copies_of, criterion_step, last_train_stats, run_cli
 from rdrop_fairseq.adaptive import AdaptiveLossWithRDrop, AdaptiveLossWithRDropConfig
 from rdrop_fairseq.adaptive_math import adaptive_kl, adaptive_nll, normalized_log_probs
 from rdrop_fairseq.loss import rdrop_loss_reference
@@ -66,14 +66,6 @@ def lm_batch(bsz=4, length=9, seed=1):
     }
 
 
-def run(criterion, model, sample, seed=123):
-    model.zero_grad()
-    torch.manual_seed(seed)
-    loss, sample_size, log = criterion(model, sample)
-    loss.backward()
-    return loss.detach(), sample_size, log, [p.grad.clone() for p in model.parameters() if p.grad is not None]
-
-
 def reduced(criterion_cls, logs):
     with metrics.aggregate() as agg:
         criterion_cls.reduce_metrics(logs)
@@ -88,8 +80,8 @@ def test_plain_steps_equal_fairseq_adaptive_loss_exactly(lm_task, mode):
               "warmup_update0": dict(rdrop_alpha=5.0, rdrop_warmup_updates=10)}[mode]
     ours = AdaptiveLossWithRDrop(lm_task, False, **kwargs)
     ours.set_num_updates(1 if mode == "kstep_off_update" else 0)
-    a = run(ours, model, lm_batch())
-    b = run(AdaptiveLoss(lm_task, False), model, lm_batch())
+    a = criterion_step(ours, model, lm_batch())
+    b = criterion_step(AdaptiveLoss(lm_task, False), model, lm_batch())
     assert torch.equal(a[0], b[0]) and a[1] == b[1] and a[2] == b[2]
     assert len(a[3]) == len(b[3]) and all(torch.equal(x, y) for x, y in zip(a[3], b[3]))
     # logged loss and ppl are adaptive_loss's (we add nll_loss, equal to loss here)
@@ -169,7 +161,7 @@ def test_rdrop_step_equals_the_formula_by_hand(lm_task, m):
     model = tiny_lm(lm_task).train()
     sample = lm_batch()
     crit = AdaptiveLossWithRDrop(lm_task, False, rdrop_alpha=2.0, rdrop_passes=m)
-    loss, sample_size, log, grads = run(crit, model, sample)
+    loss, sample_size, log, grads = criterion_step(crit, model, sample)
     ref_loss, ref_nll, ref_kl, ref_kl_head, ref_grads = hand_written_rdrop(model, sample, m, 2.0)
 
     assert ref_kl_head > 0 and ref_kl > ref_kl_head  # dropout made copies differ, tails too
@@ -239,7 +231,7 @@ def test_k_step_and_warmup_schedule(lm_task):
         crit.set_num_updates(update)
         assert ("rdrop_kl_loss" in crit(model, lm_batch())[2]) == rdrop, update
     crit.set_num_updates(4)  # alpha warmed to 1.6
-    loss = run(crit, model, lm_batch())[0]
+    loss = criterion_step(crit, model, lm_batch())[0]
     torch.testing.assert_close(loss, hand_written_rdrop(model, lm_batch(), 2, 1.6)[0], rtol=1e-5, atol=1e-5)
 
 

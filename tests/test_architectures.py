@@ -12,8 +12,9 @@ import re
 import pytest
 import torch
 
-from conftest import COMMON, USER_DIR, copies_of, last_train_stats, paper_kl, run_cli, tiny_task
+from helpers import COMMON, USER_DIR, copies_of, last_train_stats, paper_kl, run_cli, tiny_task
 from rdrop_fairseq.batch_layout import duplicate_net_input
+from recipes.common.fairseq_flags import KEEP_LAST_BATCH
 
 RDROP = ["--criterion", "label_smoothed_cross_entropy_with_rdrop", "--label-smoothing", "0.1",
          "--rdrop-alpha", "5"]
@@ -62,7 +63,7 @@ def test_translation_arch_trains_with_rdrop_then_generates(translation_bin, tmp_
     out = run_cli("fairseq-generate", translation_bin, "--user-dir", USER_DIR,
                   "--path", save / "checkpoint_last.pt", "--beam", "2", "--max-len-b", "10",
                   "--gen-subset", "valid", "--max-tokens", "2000", "--cpu",
-                  "--required-batch-size-multiple", "1")
+                  *KEEP_LAST_BATCH)
     assert len(re.findall(r"^H-\d+", out, flags=re.M)) == 60
 
 

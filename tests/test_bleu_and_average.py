@@ -9,12 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from recipes.common import average_checkpoints as avg  # noqa: E402
-from recipes.common import bleu  # noqa: E402
-from recipes.common import moses  # noqa: E402
+from helpers import REPO
+from recipes.common import average_checkpoints as avg
+from recipes.common import bleu
+from recipes.common import moses
 
 DATA = Path(os.environ.get("RDROP_DATA_DIR") or REPO / ".." / "shared" / "data").resolve()
 IWSLT_TMP = DATA / "iwslt14" / "iwslt14.tokenized.de-en" / "tmp"

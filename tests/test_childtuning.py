@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import COMMON, REPO, USER_DIR, last_train_stats, run_cli, tiny_batch, tiny_task, tiny_transformer
+from helpers import COMMON, REPO, USER_DIR, last_train_stats, run_cli, tiny_batch, tiny_task, tiny_transformer
 
 from rdrop_fairseq import childtuning_math as ct
 from rdrop_fairseq.childtuning import (

@@ -10,7 +10,7 @@ from fairseq.criterions.label_smoothed_cross_entropy import (
 )
 from fairseq.logging import metrics
 
-from conftest import copies_of, paper_kl, tiny_batch, tiny_transformer
+from helpers import copies_of, criterion_step, paper_kl, tiny_batch, tiny_transformer
 from rdrop_fairseq.criterion import RDropLabelSmoothedCrossEntropyCriterion
 
 EPS = 0.1
@@ -19,15 +19,6 @@ EPS = 0.1
 def make(task, **kw):
     kw.setdefault("rdrop_impl", "reference")
     return RDropLabelSmoothedCrossEntropyCriterion(task, False, EPS, **kw)
-
-
-def run(criterion, model, sample, seed=123):
-    model.zero_grad()
-    torch.manual_seed(seed)
-    loss, sample_size, log = criterion(model, sample)
-    loss.backward()
-    grads = [p.grad.clone() for p in model.parameters() if p.grad is not None]
-    return loss.detach(), sample_size, log, grads
 
 
 def manual_rdrop(model, sample, m, alpha, pad, seed=123, prefix=0):
@@ -58,8 +49,8 @@ def test_plain_steps_equal_fairseq_label_smoothed_cross_entropy_exactly(task, mo
     ours = make(task, rdrop_alpha=0.0 if mode == "alpha0_train" else 5.0, report_accuracy=True)
     theirs = LabelSmoothedCrossEntropyCriterion(task, False, EPS, report_accuracy=True)
     model.train(mode != "eval")
-    a = run(ours, model, sample)
-    b = run(theirs, model, sample)
+    a = criterion_step(ours, model, sample)
+    b = criterion_step(theirs, model, sample)
     assert torch.equal(a[0], b[0])
     assert a[1] == b[1]
     assert a[2] == b[2]  # identical logging outputs: no rdrop keys on plain steps
@@ -73,7 +64,7 @@ def test_rdrop_step_equals_the_paper_loss_by_hand(task, m, impl):
     sample = tiny_batch(task)
     original = copy.deepcopy(sample)
     crit = make(task, rdrop_alpha=5.0, rdrop_passes=m, rdrop_impl=impl, report_accuracy=True)
-    loss, sample_size, log, grads = run(crit, model, sample)
+    loss, sample_size, log, grads = criterion_step(crit, model, sample)
     ref_loss, ref_nll, ref_kl, ref_grads = manual_rdrop(model, sample, m, 5.0, task.target_dictionary.pad())
 
     torch.testing.assert_close(loss, ref_loss, rtol=1e-5, atol=1e-5)
@@ -109,7 +100,7 @@ def test_ignore_prefix_size_works_with_rdrop(task):
     model = tiny_transformer(task)
     sample = tiny_batch(task)
     crit = make(task, rdrop_alpha=3.0, ignore_prefix_size=2)
-    loss, _, _, grads = run(crit, model, sample)
+    loss, _, _, grads = criterion_step(crit, model, sample)
     ref_loss, _, _, ref_grads = manual_rdrop(model, sample, 2, 3.0, task.target_dictionary.pad(), prefix=2)
     torch.testing.assert_close(loss, ref_loss, rtol=1e-5, atol=1e-5)
     for g, r in zip(grads, ref_grads):
@@ -150,7 +141,7 @@ def test_k_step_schedule_and_warmup(task):
 
     # the warmed-up alpha is what the loss uses: update 4 -> alpha 1.6
     crit.set_num_updates(4)
-    loss, _, _, _ = run(crit, model, sample)
+    loss, _, _, _ = criterion_step(crit, model, sample)
     ref_loss, _, _, _ = manual_rdrop(model, sample, 2, 1.6, task.target_dictionary.pad())
     torch.testing.assert_close(loss, ref_loss, rtol=1e-5, atol=1e-5)
 
@@ -252,7 +243,7 @@ def test_adaptive_softmax_log_probs_are_fairseqs_full_distribution_and_different
     # and R-Drop trains through it (auto picks the reference path), matching the formula
     model.train()
     crit = make(task, rdrop_alpha=2.0, rdrop_impl="auto")
-    loss, _, log, grads = run(crit, model, sample)
+    loss, _, log, grads = criterion_step(crit, model, sample)
     assert float(log["rdrop_kl_loss"]) > 0 and all(torch.isfinite(g).all() for g in grads)
 
 
@@ -270,5 +261,5 @@ def test_rdrop_compile_is_a_documented_no_op_that_warns_once(task, caplog):
         on = [make(task, rdrop_alpha=5.0, rdrop_impl="fused", rdrop_compile=True) for _ in range(2)]
     assert caplog.text.count("--rdrop-compile has no effect") == 1
     off = make(task, rdrop_alpha=5.0, rdrop_impl="fused")
-    a, b = run(on[0], model, tiny_batch(task)), run(off, model, tiny_batch(task))
+    a, b = criterion_step(on[0], model, tiny_batch(task)), criterion_step(off, model, tiny_batch(task))
     assert torch.equal(a[0], b[0]) and all(torch.equal(x, y) for x, y in zip(a[3], b[3]))

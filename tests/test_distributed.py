@@ -28,7 +28,8 @@ import subprocess
 import pytest
 import torch
 
-from conftest import BIN, COMMON, REPO, last_train_stats
+from helpers import BIN, COMMON, REPO, last_train_stats
+from recipes.common.fairseq_flags import KEEP_LAST_BATCH
 
 TINY = (
     "--arch transformer --encoder-layers 1 --decoder-layers 1 --encoder-embed-dim 16 "
@@ -37,7 +38,7 @@ TINY = (
 ).split()
 NO_DROPOUT = "--dropout 0 --attention-dropout 0 --activation-dropout 0".split()
 # Fixed batches of 8 sentences whatever their length; in-process data loading.
-BATCHES = "--batch-size 8 --required-batch-size-multiple 1 --num-workers 0".split()
+BATCHES = ["--batch-size", "8", *KEEP_LAST_BATCH, "--num-workers", "0"]
 GLOO = "--distributed-backend gloo --ddp-backend legacy_ddp".split()
 UPDATES = 4
 
@@ -291,7 +292,7 @@ class KeyedDropoutLM(torch.nn.Module):
 
 
 def keyed_step(rows):
-    from conftest import tiny_batch, tiny_task
+    from helpers import tiny_batch, tiny_task
     from rdrop_fairseq.criterion import RDropLabelSmoothedCrossEntropyCriterion
 
     task = tiny_task()

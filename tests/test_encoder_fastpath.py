@@ -3,7 +3,7 @@ torch >= 2.0 otherwise fails with "Mask Type should be defined"; see encoder_fas
 import torch
 
 import rdrop_fairseq  # noqa: F401  (applies the patch, as --user-dir does)
-from conftest import tiny_batch, tiny_transformer
+from helpers import tiny_batch, tiny_transformer
 
 
 def test_loaded_encoder_matches_the_saved_one(task):

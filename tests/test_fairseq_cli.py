@@ -11,7 +11,8 @@ import textwrap
 
 import pytest
 
-from conftest import COMMON, REPO, USER_DIR, last_train_stats, run_cli
+from helpers import COMMON, REPO, USER_DIR, last_train_stats, run_cli
+from recipes.common.fairseq_flags import KEEP_LAST_BATCH
 
 TINY_TRANSFORMER = (
     "--encoder-layers 1 --decoder-layers 1 --encoder-embed-dim 32 --decoder-embed-dim 32 "
@@ -42,8 +43,7 @@ def test_translation_builtin_command_line_then_generate_and_resume(translation_b
     out = run_cli("fairseq-generate", translation_bin, "--user-dir", USER_DIR,
                   "--path", save / "checkpoint_best.pt", "--beam", "2", "--max-len-b", "10",
                   "--gen-subset", "valid", "--max-tokens", "2000", "--cpu",
-                  # fairseq-fixed drops the last (n mod 8) sentences with the default 8
-                  "--required-batch-size-multiple", "1")
+                  *KEEP_LAST_BATCH)
     assert len(re.findall(r"^H-\d+", out, flags=re.M)) == 60
     assert "BLEU4" in out
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import copies_of
+from helpers import copies_of
 from rdrop_fairseq.fused import default_chunk_rows, fused_rdrop_loss
 from rdrop_fairseq.loss import rdrop_loss_reference
 

@@ -12,10 +12,8 @@ import sys
 import pytest
 import torch
 
-from conftest import REPO
-
-sys.path.insert(0, str(REPO / "benchmarks"))
-import gpu_check  # noqa: E402
+from benchmarks import gpu_check
+from helpers import REPO
 
 
 def test_cpu_dry_run_writes_every_section(shared_data, tmp_path):

@@ -7,16 +7,13 @@ stand-in --smoke corpus and against the perl scripts' documented rules.
 """
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from recipes.common import moses  # noqa: E402
-from recipes.translation.iwslt14 import prepare  # noqa: E402
+from helpers import REPO
+from recipes.common import moses
+from recipes.translation.iwslt14 import prepare
 
 DATA = Path(os.environ.get("RDROP_DATA_DIR") or REPO / ".." / "shared" / "data").resolve()
 IWSLT = DATA / "iwslt14"

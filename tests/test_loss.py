@@ -3,7 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import copies_of, paper_kl
+from helpers import copies_of, paper_kl
 from rdrop_fairseq.loss import label_smoothed_nll_loss, multi_pass_kl, rdrop_loss_reference
 
 PAD = 1

@@ -3,7 +3,7 @@ import random
 
 import pytest
 import torch
-from conftest import tiny_batch, tiny_task, tiny_transformer
+from helpers import tiny_batch, tiny_task, tiny_transformer
 
 import rdrop_fairseq
 from rdrop_fairseq.ngram_block import banned_next_tokens, no_repeat_ngram

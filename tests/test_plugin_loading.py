@@ -11,7 +11,7 @@ import textwrap
 
 import pytest
 
-from conftest import COMMON, REPO, USER_DIR, run_cli
+from helpers import COMMON, REPO, USER_DIR, run_cli
 from rdrop_fairseq.switches import SWITCHES  # no fairseq import
 
 NAME = "label_smoothed_cross_entropy_with_rdrop"

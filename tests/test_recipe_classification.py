@@ -1,29 +1,18 @@
 """The classification recipes end to end with fairseq-train: SST-2 (classification), STS-B
 (regression) and GoEmotions (multi-label) in the CPU recipe's tiny setting, and the GLUE recipe's
 restore-from-pretrained path on a tiny RoBERTa that this test pre-trains (masked_lm) on WikiText-2."""
-import importlib.util
 import math
-import sys
 
 import pytest
 import torch
 
-from conftest import REPO, run_cli
-
-RECIPE = REPO / "recipes" / "classification"
-
-
-def _load(name, path):
-    sys.path.insert(0, str(path.parent))
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from helpers import run_cli
 
 
 @pytest.fixture(scope="module")
 def cpu_recipe():
-    return _load("classification_run", RECIPE / "run.py")
+    from recipes.classification import run
+    return run
 
 
 @pytest.mark.parametrize("dataset", ["sst2", "stsb", "goemotions"])
@@ -88,7 +77,7 @@ def tiny_pretrained(tmp_path_factory, shared_data):
 
 def test_glue_recipe_restores_a_pretrained_roberta_with_a_new_head(tiny_pretrained, shared_data, tmp_path,
                                                                      monkeypatch):
-    glue = _load("glue_run", RECIPE / "glue" / "run.py")
+    from recipes.classification.glue import run as glue
     ckpt, dict_path = tiny_pretrained
     sst = shared_data / "glue" / "SST-2"
     (tmp_path / "glue" / "SST-2").mkdir(parents=True)
@@ -121,7 +110,7 @@ def test_glue_recipe_restores_a_pretrained_roberta_with_a_new_head(tiny_pretrain
 
 
 def test_glue_recipe_settings_follow_fairseqs_readme():
-    glue = _load("glue_run", RECIPE / "glue" / "run.py")
+    from recipes.classification.glue import run as glue
     rte = glue.train_command("RTE", "bin", "save", "model.pt", "roberta_large", 1.0, False, [], "/b")
     line = " ".join(rte)
     for part in ("--lr 2e-05", "--batch-size 16", "--total-num-update 2036", "--warmup-updates 122",

@@ -2,32 +2,14 @@
 extract -> sentencepiece -> fairseq-preprocess -> baseline and R-Drop training with the plugin ->
 beam search on test -> sacreBLEU -> table and plot; then a rerun that resumes with nothing to redo."""
 
-import importlib.util
 import math
-import sys
 
 import pytest
-
-from conftest import REPO
-
-RECIPE = REPO / "recipes" / "translation" / "multi30k"
-
-
-def _load_module(name, path):
-    sys.path.insert(0, str(RECIPE))
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def _load_run_module():
-    return _load_module("multi30k_run", RECIPE / "run.py")
 
 
 def test_tiny_pipeline_trains_both_runs_generates_and_scores(shared_data, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("RDROP_DATA_DIR", str(shared_data))
-    run = _load_run_module()
+    from recipes.translation.multi30k import run
     cfg = run.SETTINGS["tiny"]
     plot = tmp_path / "curves.png"
     args = ["--setting", "tiny", "--workdir", str(tmp_path / "w"), "--plot", str(plot), "--seeds", "1,2",
@@ -97,7 +79,7 @@ def test_tiny_pipeline_trains_both_runs_generates_and_scores(shared_data, tmp_pa
         run.main(["--setting", "tiny", "--workdir", str(work), "--max-epoch", "2"])
 
     # The same two models on another test set (here the first 20 validation pairs, raw text).
-    score = _load_module("multi30k_score", RECIPE / "score.py")
+    from recipes.translation.multi30k import score
     src, ref = tmp_path / "other.de", tmp_path / "other.en"
     src.write_text("\n".join((work / "raw" / "valid.de").read_text().splitlines()[:20]) + "\n")
     ref.write_text("\n".join((work / "raw" / "valid.en").read_text().splitlines()[:20]) + "\n")
@@ -110,7 +92,7 @@ def test_tiny_pipeline_trains_both_runs_generates_and_scores(shared_data, tmp_pa
 
 
 def test_score_rejects_mismatched_files(tmp_path):
-    score = _load_module("multi30k_score", RECIPE / "score.py")
+    from recipes.translation.multi30k import score
     (tmp_path / "a.de").write_text("eins\nzwei\n")
     (tmp_path / "a.en").write_text("one\n")
     with pytest.raises(SystemExit, match="--src .* has 2 lines but --ref .* has 1"):
@@ -121,7 +103,7 @@ def test_score_rejects_mismatched_files(tmp_path):
 
 
 def test_seed_summary_mean_std_and_verdict():
-    run = _load_run_module()
+    from recipes.translation.multi30k import run
     rows = lambda b, r: [dict(run="baseline", bleu=b, best_valid_loss=5.0), dict(run="rdrop", bleu=r, best_valid_loss=4.0)]
     text, gains = run.seeds_summary({1: rows(10.0, 12.0), 2: rows(11.0, 13.0), 3: rows(12.0, 14.5)})
     assert gains == [2.0, 2.0, 2.5]

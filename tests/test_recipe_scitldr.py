@@ -8,10 +8,8 @@ import sys
 
 import pytest
 
-from conftest import BIN, REPO
-
-sys.path.insert(0, str(REPO))
-from recipes.summarization.rouge import corpus_rouge, main as rouge_main  # noqa: E402
+from helpers import BIN, REPO
+from recipes.summarization.rouge import corpus_rouge, main as rouge_main
 
 SUMMARIZATION = REPO / "recipes" / "summarization"
 

@@ -6,7 +6,7 @@ import re
 import subprocess
 import sys
 
-from conftest import BIN, REPO
+from helpers import BIN, REPO
 
 RECIPE = REPO / "recipes" / "language_modeling" / "wikitext2"
 VOCAB_WITHOUT_UNK = 33276  # WikiText-2's 33,278 types minus <unk> and the line-end <eos>

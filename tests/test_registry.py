@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from fairseq.criterions import CRITERION_DATACLASS_REGISTRY, CRITERION_REGISTRY, FairseqCriterion
 from fairseq.dataclass import FairseqDataclass
 
-from conftest import BIN, USER_DIR
+from helpers import BIN, USER_DIR
 from rdrop_fairseq.registry import register_criterion_replacing
 
 

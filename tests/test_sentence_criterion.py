@@ -14,6 +14,7 @@ from fairseq.logging import metrics
 from fairseq.tasks.sentence_prediction import SentencePredictionConfig as TaskConfig
 from fairseq.tasks.sentence_prediction import SentencePredictionTask
 
+from helpers import criterion_step
 from rdrop_fairseq.multilabel_task import LabelFileError, MultiLabelSentencePredictionTask
 from rdrop_fairseq.sentence_criterion import (
     SentencePredictionWithRDropConfig,
@@ -84,14 +85,6 @@ def fairseqs(task, kind, **kw):
     return SentencePredictionCriterion(cfg, task)
 
 
-def run(criterion, model, sample, seed=123):
-    model.zero_grad()
-    torch.manual_seed(seed)
-    loss, sample_size, log = criterion(model, sample)
-    loss.backward()
-    return loss.detach(), sample_size, log, [p.grad.clone() for p in model.parameters() if p.grad is not None]
-
-
 def assert_same_logs(a, b):
     assert a.keys() == b.keys()
     for k in a:
@@ -111,8 +104,8 @@ def test_plain_steps_equal_fairseq_sentence_prediction_exactly(kind, mode):
     # only the report options this fairseq's sentence_prediction has (fairseq 0.12.2 has none)
     report = {k: v for k, v in report.items() if k in SentencePredictionConfig.__dataclass_fields__}
     model.train(mode != "eval")
-    a = run(ours(task, kind, **kw, **report), model, sample)
-    b = run(fairseqs(task, kind, **report), model, sample)
+    a = criterion_step(ours(task, kind, **kw, **report), model, sample)
+    b = criterion_step(fairseqs(task, kind, **report), model, sample)
     assert torch.equal(a[0], b[0]) and a[1] == b[1]
     assert all(torch.equal(x, y) for x, y in zip(a[3], b[3])) and len(a[3]) == len(b[3]) > 0
     assert_same_logs(a[2], b[2])
@@ -168,7 +161,7 @@ def test_rdrop_step_is_the_papers_loss_on_interleaved_copies(kind, m):
     before = copy.deepcopy(sample)
     alpha = 0.8
     model.train()
-    loss, sample_size, log, grads = run(ours(task, kind, rdrop_alpha=alpha, rdrop_passes=m), model, sample)
+    loss, sample_size, log, grads = criterion_step(ours(task, kind, rdrop_alpha=alpha, rdrop_passes=m), model, sample)
     ref_loss, ref_data, ref_div, ref_grads = by_hand(model, sample, kind, m, alpha)
     assert ref_div.item() > 1e-4  # dropout made the copies differ: the term is being tested
     scale = ref_loss.abs().item()
@@ -190,8 +183,8 @@ def test_forced_divergence_is_used():
     task = make_task("multilabel")
     model = make_model(task, "multilabel", dropout=0.0)  # no dropout: identical copies, zero term
     model.train()
-    _, _, log, _ = run(ours(task, "multilabel", rdrop_alpha=1.0, rdrop_divergence="softmax"), model,
-                       make_batch("multilabel"))
+    _, _, log, _ = criterion_step(ours(task, "multilabel", rdrop_alpha=1.0, rdrop_divergence="softmax"), model,
+                                  make_batch("multilabel"))
     assert abs(log["rdrop_kl_loss"].item()) < 1e-6
     crit = ours(task, "multilabel", rdrop_alpha=1.0, rdrop_divergence="softmax")
     assert crit.divergence == "softmax"

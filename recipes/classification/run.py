@@ -25,7 +25,9 @@ sys.path.insert(0, str(REPO))
 # by package path: other recipes have a prepare.py too (one process may load several)
 from recipes.classification.prepare import prepare  # noqa: E402
 from recipes.common.data import Stages  # noqa: E402
+from recipes.common.fairseq_flags import KEEP_LAST_BATCH  # noqa: E402
 from recipes.common.plot import plot_runs, read_valid_stats  # noqa: E402
+from recipes.common.settings import apply_overrides, check_same_config  # noqa: E402
 
 # ---- what each dataset is ----------------------------------------------------------------------
 DATASETS = {
@@ -92,7 +94,7 @@ def train_command(bin_dir, data_bin, save_dir, dataset, cfg, run, seed, n_train)
         "--weight-decay", str(cfg["weight_decay"]), "--clip-norm", "0.0",
         "--lr-scheduler", "polynomial_decay", "--lr", str(cfg["lr"]),
         "--total-num-update", str(updates), "--warmup-updates", str(max(1, int(cfg["warmup_ratio"] * updates))),
-        "--batch-size", str(cfg["batch_size"]), "--required-batch-size-multiple", "1",
+        "--batch-size", str(cfg["batch_size"]), *KEEP_LAST_BATCH,
         "--max-epoch", str(cfg["max_epoch"]), "--seed", str(seed), "--no-save",
         "--log-format", "json", "--log-interval", "50", "--cpu", "--num-workers", "0",
         *spec["report"],
@@ -210,18 +212,6 @@ def format_table(rows, metrics):
     return "\n".join(lines)
 
 
-def check_same_config(workdir, cfg):
-    saved = workdir / "config.json"
-    if saved.exists():
-        old = json.loads(saved.read_text())
-        if old != json.loads(json.dumps(cfg)):
-            raise SystemExit(f"{workdir} was prepared with other settings ({saved}: {old}); "
-                             "pass another --workdir or delete that folder")
-    else:
-        workdir.mkdir(parents=True, exist_ok=True)
-        saved.write_text(json.dumps(cfg))
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", choices=sorted(DATASETS), required=True)
@@ -235,15 +225,7 @@ def main(argv=None):
     parser.add_argument("--estimate", type=int, metavar="N", help="only time N and 2N updates of each run "
                         "and print the setting's estimated cost (nothing is trained to the end)")
     args = parser.parse_args(argv)
-    cfg = dict(SETTINGS[args.setting][args.dataset])
-    if args.max_epoch is not None:
-        if args.max_epoch < 1:
-            parser.error(f"--max-epoch must be >= 1, got {args.max_epoch}")
-        cfg["max_epoch"] = args.max_epoch
-    if args.rdrop_alpha is not None:
-        if not args.rdrop_alpha > 0:
-            parser.error(f"--rdrop-alpha must be > 0, got {args.rdrop_alpha}")
-        cfg["rdrop_alpha"] = args.rdrop_alpha
+    cfg = apply_overrides(SETTINGS[args.setting][args.dataset], args, parser)
     if args.parallel < 1:
         parser.error(f"--parallel must be >= 1, got {args.parallel}")
     if len(set(args.seeds)) != len(args.seeds):

@@ -28,6 +28,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(REPO))
 from recipes.common.data import DATA_DIR_ENV, Stages, atomic_path, cache_dir, download, sha256_of  # noqa: E402
+from recipes.common.fairseq_flags import KEEP_LAST_BATCH  # noqa: E402
 
 FB = "https://dl.fbaipublicfiles.com"
 # fairseq's README.glue.md table (lr, batch size, total and warm-up updates for 10 epochs);
@@ -179,7 +180,7 @@ def train_command(task, data_bin, save_dir, restore, arch, alpha, cpu, extra, bi
         str(Path(bin_dir) / "fairseq-train"), str(data_bin), "--user-dir", str(REPO / "rdrop_fairseq"),
         "--restore-file", str(restore), "--reset-optimizer", "--reset-dataloader", "--reset-meters",
         "--max-positions", "512", "--batch-size", str(spec["bsz"]), "--max-tokens", "4400",
-        "--task", "sentence_prediction", "--required-batch-size-multiple", "1",
+        "--task", "sentence_prediction", *KEEP_LAST_BATCH,
         "--init-token", "0", "--separator-token", "2", "--arch", arch,
         "--criterion", "sentence_prediction_with_rdrop", "--rdrop-alpha", str(alpha),
         "--num-classes", str(spec["num_classes"]),

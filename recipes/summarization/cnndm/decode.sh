@@ -8,16 +8,16 @@ set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HERE/../../.." && pwd)"
+# shellcheck source=../../common/fairseq_flags.sh
+source "$REPO/recipes/common/fairseq_flags.sh"   # KEEP_LAST_BATCH: every sentence in every batch
 WORK="${WORK:-$REPO/work/cnndm}"
 CHECKPOINT="${CHECKPOINT:?set CHECKPOINT to a checkpoint_best.pt written by train.sh}"
 OUT="${OUT:-$(dirname "$CHECKPOINT")/test}"
 mkdir -p "$OUT"
 
-# --required-batch-size-multiple 1: fairseq-fixed 0.12.3.1 drops the last batch's remainder
-# modulo the multiple (default 8), i.e. it would silently skip up to 7 test articles.
 fairseq-generate "$WORK/bin" --user-dir "$REPO/rdrop_fairseq" --path "$CHECKPOINT" \
     --task translation --source-lang source --target-lang target --gen-subset test \
-    --truncate-source --batch-size 32 --required-batch-size-multiple 1 --fp16 \
+    --truncate-source --batch-size 32 "${KEEP_LAST_BATCH[@]}" --fp16 \
     --beam 4 --lenpen 2.0 --max-len-a 0 --max-len-b 140 --min-len 55 --no-repeat-ngram-size 3 \
     --bpe gpt2 --gpt2-encoder-json "$WORK/gpt2_bpe/encoder.json" --gpt2-vocab-bpe "$WORK/gpt2_bpe/vocab.bpe" \
     > "$OUT/generate.log"

@@ -13,6 +13,8 @@ set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HERE/../../.." && pwd)"
+# shellcheck source=../../common/fairseq_flags.sh
+source "$REPO/recipes/common/fairseq_flags.sh"   # KEEP_LAST_BATCH: every sentence in every batch
 WORK="${WORK:-$REPO/work/cnndm}"
 DATA="${DATA:-$WORK/bin}"
 ALPHA="${ALPHA:-0.7}"                  # R-Drop weight for CNN/DM in the paper
@@ -54,7 +56,7 @@ fairseq-train "$DATA" --user-dir "$REPO/rdrop_fairseq" \
     --restore-file "$BART_PATH" \
     --reset-optimizer --reset-dataloader --reset-meters \
     --task translation --source-lang source --target-lang target \
-    --truncate-source --max-tokens "$MAX_TOKENS" --required-batch-size-multiple 1 \
+    --truncate-source --max-tokens "$MAX_TOKENS" "${KEEP_LAST_BATCH[@]}" \
     --arch bart_large --layernorm-embedding \
     --share-all-embeddings --share-decoder-input-output-embed \
     "${CRITERION[@]}" \

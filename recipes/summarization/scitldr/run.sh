@@ -15,6 +15,8 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HERE/../../.." && pwd)"
 # shellcheck source=../../common/pair.sh
 source "$REPO/recipes/common/pair.sh"
+# shellcheck source=../../common/fairseq_flags.sh
+source "$REPO/recipes/common/fairseq_flags.sh"   # KEEP_LAST_BATCH: every sentence in every batch
 USER_DIR="$REPO/rdrop_fairseq"
 PYTHON="${PYTHON:-python}"
 SETTING="${SETTING:-full}"
@@ -60,7 +62,7 @@ train() {  # train NAME CRITERION_ARGS...
     --share-all-embeddings --dropout 0.3 --attention-dropout 0.1 \
     --optimizer adam --adam-betas '(0.9, 0.98)' --weight-decay 0.01 --clip-norm 0.1 \
     --lr "$LR" --lr-scheduler inverse_sqrt --warmup-updates "$WARMUP" --warmup-init-lr 1e-07 \
-    --max-tokens "$MAX_TOKENS" --required-batch-size-multiple 1 --max-epoch "$EPOCHS" --num-workers 0 \
+    --max-tokens "$MAX_TOKENS" "${KEEP_LAST_BATCH[@]}" --max-epoch "$EPOCHS" --num-workers 0 \
     "$@" \
     --save-dir "$WORK/$name/checkpoints" --no-epoch-checkpoints --no-last-checkpoints \
     --log-format json --log-interval 20 > "$WORK/$name/train.log" 2>&1
@@ -71,11 +73,9 @@ evaluate() {  # evaluate NAME: beam search on test with the best checkpoint, the
   fairseq-generate "$WORK/bin" --user-dir "$USER_DIR" --cpu --gen-subset test \
     --task translation --source-lang src --target-lang tgt "${POSITIONS[@]}" \
     --path "$dir/checkpoints/checkpoint_best.pt" --batch-size 32 --num-workers 0 \
-    --required-batch-size-multiple 1 \
+    "${KEEP_LAST_BATCH[@]}" \
     --beam "$BEAM" --lenpen 1.0 --max-len-a 0 --max-len-b 40 --min-len 5 --no-repeat-ngram-size 3 \
     --remove-bpe sentencepiece > "$dir/generate_test.log" 2>&1
-  # --required-batch-size-multiple 1 above: with fairseq's default (8), fairseq-generate of
-  # fairseq-fixed 0.12.3.1 silently drops the last, smaller batch (12 test records gave 8 outputs).
   # H-<id>\t<score>\t<text>: put the hypotheses back in test-set order
   grep '^H-' "$dir/generate_test.log" | sed 's/^H-//' | sort -n -k1,1 | cut -f3 > "$dir/test.hypo"
   "$PYTHON" "$HERE/../rouge.py" --hyp "$dir/test.hypo" --ref-jsonl "$WORK/data/raw/test.refs.jsonl" \

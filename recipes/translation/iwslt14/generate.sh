@@ -4,48 +4,5 @@
 # and detokenized sacreBLEU (against the detokenized lowercased references).
 #   bash generate.sh rdrop               # checkpoint_best.pt (best validation BLEU)
 #   AVG_LAST=5 bash generate.sh rdrop    # average the last 5 epoch checkpoints first
-set -euo pipefail
-
-MODE=${1:-rdrop}
-HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-REPO=$(cd "$HERE/../../.." && pwd)
-
-# ---- paper decoding settings -------------------------------------------------------------------
-BEAM=${BEAM:-5}
-LENPEN=${LENPEN:-1}
-BATCH_SIZE=${BATCH_SIZE:-128}
-GEN_SUBSET=${GEN_SUBSET:-test}
-AVG_LAST=${AVG_LAST:-0}                     # 0 = no averaging
-# ---- paths -------------------------------------------------------------------------------------
-DATA_BIN=${DATA_BIN:-$REPO/work/iwslt14/data-bin}
-SAVE_DIR=${SAVE_DIR:-$REPO/runs/iwslt14/$MODE}
-CHECKPOINT=${CHECKPOINT:-$SAVE_DIR/checkpoint_best.pt}
-USER_DIR=${USER_DIR:-$REPO/rdrop_fairseq}
-PYTHON=${PYTHON:-python}
-FAIRSEQ_GENERATE=${FAIRSEQ_GENERATE:-fairseq-generate}
-EXTRA_ARGS=${EXTRA_ARGS:-}
-
-if [ "$AVG_LAST" -gt 0 ]; then
-  CHECKPOINT=$SAVE_DIR/checkpoint_avg$AVG_LAST.pt
-  "$PYTHON" "$REPO/recipes/common/average_checkpoints.py" --inputs "$SAVE_DIR" \
-    --num-epoch-checkpoints "$AVG_LAST" --output "$CHECKPOINT"
-fi
-[ -f "$CHECKPOINT" ] || { echo "CHECKPOINT=$CHECKPOINT does not exist: train first (train.sh $MODE)" >&2; exit 2; }
-
-if "$PYTHON" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)'; then
-  DEVICE_ARGS=()
-else
-  DEVICE_ARGS=(--cpu)
-fi
-
-OUT=$SAVE_DIR/generate-$GEN_SUBSET-$(basename "$CHECKPOINT" .pt).txt
-set -x
-# shellcheck disable=SC2086
-# --required-batch-size-multiple 1: with the default 8, fairseq-fixed 0.12.3.1 drops the
-# last (n mod 8) test sentences (checked: 12 sentences give 8 hypotheses).
-"$FAIRSEQ_GENERATE" "$DATA_BIN" --user-dir "$USER_DIR" --task translation -s de -t en \
-  --path "$CHECKPOINT" --gen-subset "$GEN_SUBSET" \
-  --beam "$BEAM" --lenpen "$LENPEN" --batch-size "$BATCH_SIZE" --remove-bpe \
-  --required-batch-size-multiple 1 \
-  "${DEVICE_ARGS[@]}" $EXTRA_ARGS > "$OUT"
-"$PYTHON" "$REPO/recipes/common/bleu.py" "$OUT" --lang en | tee "$OUT.bleu"
+# Beam 5, lenpen 1 (settings.sh); the rest is ../generate.sh, shared with wmt14.
+exec bash "$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/generate.sh" iwslt14 "$@"

@@ -13,6 +13,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(REPO))
 from recipes.common.average_checkpoints import average_checkpoints, last_checkpoints  # noqa: E402
+from recipes.common.fairseq_flags import KEEP_LAST_BATCH  # noqa: E402
 
 LABEL_SMOOTHING = 0.1
 RUNS = ("baseline", "rdrop")
@@ -54,9 +55,7 @@ def train_command(bin_dir, data_bin, save_dir, cfg, run, seed, device="cpu"):
         "--label-smoothing", str(LABEL_SMOOTHING),
         "--save-dir", str(save_dir), *epoch_checkpoint_flags(cfg),
         "--log-format", "json", "--log-interval", "20", *device_flags(device), "--num-workers", "0",
-        # fairseq-fixed 0.12.3.1's batch_by_size drops a last batch smaller than this multiple
-        # (default 8): up to 7 valid sentences would silently go missing.
-        "--required-batch-size-multiple", "1",
+        *KEEP_LAST_BATCH,
     ]
     if run == "rdrop":
         cmd += ["--criterion", "label_smoothed_cross_entropy_with_rdrop", "--rdrop-alpha", str(cfg["rdrop_alpha"])]
@@ -107,7 +106,7 @@ def generate(bin_dir, data_bin, checkpoint, out_hyp, beam, expected, subset="tes
         "--path", str(checkpoint), "--gen-subset", subset,
         "--beam", str(beam), "--batch-size", "128", "--remove-bpe", "sentencepiece", *device_flags(device),
         "--max-len-a", "1.2", "--max-len-b", "10",  # caps an untrained model's babble (tiny setting)
-        "--required-batch-size-multiple", "1",  # else the last few test sentences are dropped (see above)
+        *KEEP_LAST_BATCH,
     ]
     print("[generate] " + " ".join(cmd), flush=True)
     result = subprocess.run(cmd, check=True, capture_output=True, text=True, env=one_thread_env())

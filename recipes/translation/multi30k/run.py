@@ -26,6 +26,7 @@ from recipes.translation.multi30k.pipeline import (  # noqa: E402
 from recipes.translation.multi30k.prepare import prepare  # noqa: E402
 from recipes.common.bleu import sacrebleu_score  # noqa: E402
 from recipes.common.data import DataError, Stages  # noqa: E402
+from recipes.common.settings import apply_overrides, check_same_config  # noqa: E402
 from recipes.common.plot import plot_train_valid, read_valid_stats  # noqa: E402
 
 # ---- Hyperparameters -------------------------------------------------------------------------------
@@ -172,21 +173,6 @@ def seeds_summary(per_seed):
     return "\n".join(lines), gains
 
 
-def check_same_config(workdir, cfg):
-    """Refuse to resume a work folder made with other settings (its finished stages would be reused)."""
-    saved = workdir / "config.json"
-    if saved.exists():
-        old = json.loads(saved.read_text())
-        if old != json.loads(json.dumps(cfg)):
-            raise SystemExit(
-                f"{workdir} was prepared with other settings ({saved}: {old}); "
-                f"pass another --workdir or delete that folder"
-            )
-    else:
-        workdir.mkdir(parents=True, exist_ok=True)
-        saved.write_text(json.dumps(cfg))
-
-
 def parse_seeds(text, parser):
     try:
         seeds = [int(s) for s in text.split(",") if s.strip()]
@@ -219,15 +205,7 @@ def main(argv=None):
                         help="keep every epoch's checkpoint (to study the epoch count on validation)")
     args = parser.parse_args(argv)
     seeds = parse_seeds(args.seeds, parser)
-    cfg = dict(SETTINGS[args.setting])
-    if args.max_epoch is not None:
-        if args.max_epoch < 1:
-            parser.error(f"--max-epoch must be >= 1, got {args.max_epoch}")
-        cfg["max_epoch"] = args.max_epoch
-    if args.rdrop_alpha is not None:
-        if not args.rdrop_alpha > 0:
-            parser.error(f"--rdrop-alpha must be > 0, got {args.rdrop_alpha}")
-        cfg["rdrop_alpha"] = args.rdrop_alpha
+    cfg = apply_overrides(SETTINGS[args.setting], args, parser)
     if args.average_last is not None:
         if args.average_last < 2:
             parser.error(f"--average-last must be >= 2, got {args.average_last}")

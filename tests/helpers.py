@@ -1,0 +1,130 @@
+"""Helpers the tests import: the repo's paths, the data folder, the fairseq CLI runner, a tiny real
+fairseq transformer with its task and batches, one seeded criterion step, and the paper's KL written
+plainly. pytest.ini puts this folder and the repo root on sys.path; the fixtures are in conftest.py."""
+import os
+import re
+import subprocess
+import sys
+from argparse import Namespace
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent  # the venv's fairseq-train etc.
+USER_DIR = str(REPO / "rdrop_fairseq")
+
+
+def data_dir():
+    """RDROP_DATA_DIR, else ../shared/data beside the repo (as CI lays it out); None if absent.
+    An empty RDROP_DATA_DIR counts as unset (Path("") would be the working directory)."""
+    path = Path(os.environ.get("RDROP_DATA_DIR") or REPO.parent / "shared" / "data").resolve()
+    return path if path.is_dir() else None
+
+
+NO_DATA = "no data folder: set RDROP_DATA_DIR or place shared/data beside the repo"
+
+
+def run_cli(tool, *args, cwd=None, env=None, check=True):
+    """Run a fairseq console script of this venv; return its combined output."""
+    full_env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", **(env or {}))
+    proc = subprocess.run(
+        [str(BIN / tool), *map(str, args)], cwd=cwd, env=full_env,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{tool} failed ({proc.returncode}):\n{proc.stdout[-4000:]}")
+    return proc.stdout
+
+
+# ---- end-to-end runs of the fairseq command-line tools -------------------------------
+COMMON = "--optimizer adam --lr 1e-3 --cpu --seed 1 --log-format simple --log-interval 1 --no-progress-bar".split()
+
+
+def last_train_stats(log):
+    """Key/value pairs of the end-of-epoch train line (simple or hydra log format)."""
+    lines = [l for l in log.splitlines() if "| train |" in l or "[train][INFO]" in l]
+    assert lines, log[-3000:]
+    return dict(re.findall(r"(\w+) ([-\d.]+)", lines[-1].split("epoch", 1)[1]))
+
+
+def tiny_task(vocab=40):
+    from fairseq.data import Dictionary
+    from fairseq.tasks.translation import TranslationConfig, TranslationTask
+
+    d = Dictionary()
+    for i in range(vocab - len(d)):
+        d.add_symbol(f"w{i}")
+    return TranslationTask(TranslationConfig(), d, d)
+
+
+def tiny_transformer(task, dropout=0.3, seed=0):
+    from fairseq.models.transformer import TransformerModel, base_architecture
+
+    args = Namespace(
+        arch="transformer", encoder_layers=1, decoder_layers=1, encoder_embed_dim=16,
+        decoder_embed_dim=16, encoder_ffn_embed_dim=32, decoder_ffn_embed_dim=32,
+        encoder_attention_heads=2, decoder_attention_heads=2, dropout=dropout,
+        attention_dropout=0.0, activation_dropout=0.0, share_all_embeddings=True,
+        max_source_positions=64, max_target_positions=64,
+    )
+    base_architecture(args)
+    torch.manual_seed(seed)
+    return TransformerModel.build_model(args, task)
+
+
+def tiny_batch(task, bsz=4, src_len=7, tgt_len=6, seed=1):
+    """A translation batch with right-padded targets (last sentence shorter)."""
+    d = task.target_dictionary
+    g = torch.Generator().manual_seed(seed)
+    src = torch.randint(d.nspecial, len(d), (bsz, src_len), generator=g)
+    tgt = torch.randint(d.nspecial, len(d), (bsz, tgt_len), generator=g)
+    tgt[:, -1] = d.eos()
+    tgt[-1, 3:] = d.pad()
+    tgt[-1, 2] = d.eos()
+    prev = torch.cat([torch.full((bsz, 1), d.eos()), tgt[:, :-1]], 1)
+    prev[-1, 3:] = d.pad()
+    return {
+        "id": torch.arange(bsz),
+        "net_input": {
+            "src_tokens": src,
+            "src_lengths": torch.full((bsz,), src_len),
+            "prev_output_tokens": prev,
+        },
+        "target": tgt,
+        "ntokens": int(tgt.ne(d.pad()).sum()),
+        "nsentences": bsz,
+    }
+
+
+def copies_of(x, m):
+    """The m copies in an interleaved tensor, as the layout defines them: copy k of row b
+    is row b*m + k of dim 0, so copy k is x[k::m]."""
+    return [x[k::m] for k in range(m)]
+
+
+def paper_kl(copies, pad_mask):
+    """The KL term as the R-Drop authors' snippet writes it (F.kl_div both ways, padding
+    masked, summed), generalised to m copies: 1/(m(m-1)) * sum over ordered pairs.
+    copies: the m copies' log-probs, each (..., V) over the same rows; pad_mask: (...)."""
+    import torch.nn.functional as F
+
+    m = len(copies)
+    total = 0.0
+    for i in range(m):
+        for j in range(m):
+            if i != j:
+                # kl_div(input=log q, target=log p, log_target) = sum p (log p - log q) = KL(p||q)
+                kl = F.kl_div(copies[j], copies[i], reduction="none", log_target=True).sum(-1)
+                total = total + kl.masked_fill(pad_mask.reshape(kl.shape), 0.0).sum()
+    return total / (m * (m - 1))
+
+
+def criterion_step(criterion, model, sample, seed=123):
+    """One seeded forward/backward of ``criterion``: (loss, sample size, logging output, the gradients
+    of the parameters that got one)."""
+    model.zero_grad()
+    torch.manual_seed(seed)
+    loss, sample_size, log = criterion(model, sample)
+    loss.backward()
+    return loss.detach(), sample_size, log, [p.grad.clone() for p in model.parameters() if p.grad is not None]

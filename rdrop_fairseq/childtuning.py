@@ -160,7 +160,9 @@ def masks_from_state(obj, named_shapes, selected, where):
         extra = [n for n in obj["shapes"] if n not in want]
         raise ValueError(
             f"{where}: masks {len(obj['shapes'])} parameters, but --childtuning-params/"
-            f"--childtuning-params-regex select {len(want)} (missing e.g. {missing[:1]}, extra e.g. {extra[:1]})"
+            f"--childtuning-params-regex select {len(want)} (missing e.g. {missing[:1]}, extra e.g. {extra[:1]}); "
+            "recompute it with `python -m rdrop_fairseq.childtuning_mask` for this model and these options "
+            "(masks made on fairseq 0.12.2 before the plugin left out its untrained fast-path copies land here too)"
         )
     masks = {}
     for n in want:

@@ -15,10 +15,15 @@ BIN = Path(sys.executable).parent  # the venv's fairseq-train etc.
 USER_DIR = str(REPO / "rdrop_fairseq")
 
 
+def data_path():
+    """Where the data folder is looked for: RDROP_DATA_DIR, else ../shared/data beside the repo (as
+    CI lays it out). An empty RDROP_DATA_DIR counts as unset (Path("") would be the working directory)."""
+    return Path(os.environ.get("RDROP_DATA_DIR") or REPO.parent / "shared" / "data").resolve()
+
+
 def data_dir():
-    """RDROP_DATA_DIR, else ../shared/data beside the repo (as CI lays it out); None if absent.
-    An empty RDROP_DATA_DIR counts as unset (Path("") would be the working directory)."""
-    path = Path(os.environ.get("RDROP_DATA_DIR") or REPO.parent / "shared" / "data").resolve()
+    """The data folder (``data_path()``), or None if it is absent."""
+    path = data_path()
     return path if path.is_dir() else None
 
 

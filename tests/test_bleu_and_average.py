@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import REPO
+from helpers import data_path
 from recipes.common import average_checkpoints as avg
 from recipes.common import bleu
 from recipes.common import moses
 
-DATA = Path(os.environ.get("RDROP_DATA_DIR") or REPO / ".." / "shared" / "data").resolve()
+DATA = data_path()
 IWSLT_TMP = DATA / "iwslt14" / "iwslt14.tokenized.de-en" / "tmp"
 needs_iwslt = pytest.mark.skipif(not IWSLT_TMP.is_dir(), reason=f"IWSLT14 data not found under {DATA}")
 COMPOUND_PERL = r"s{(\S)-(\S)}{$1 ##AT##-##AT## $2}g"  # the one-liner of scripts/compound_split_bleu.sh

@@ -6,16 +6,13 @@ training split is not there (no internet here), so learn-bpe and cleaning are ch
 stand-in --smoke corpus and against the perl scripts' documented rules.
 """
 
-import os
-from pathlib import Path
-
 import pytest
 
-from helpers import REPO
+from helpers import data_path
 from recipes.common import moses
 from recipes.translation.iwslt14 import prepare
 
-DATA = Path(os.environ.get("RDROP_DATA_DIR") or REPO / ".." / "shared" / "data").resolve()
+DATA = data_path()
 IWSLT = DATA / "iwslt14"
 FAIRSEQ_OUT = IWSLT / "iwslt14.tokenized.de-en"
 pytestmark = pytest.mark.skipif(

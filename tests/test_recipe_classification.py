@@ -119,3 +119,49 @@ def test_glue_recipe_settings_follow_fairseqs_readme():
     sts = " ".join(glue.train_command("STS-B", "b", "s", "m", "roberta_large", 0.5, True, ["--x"], "/b"))
     assert "--regression-target" in sts and "--best-checkpoint-metric loss" in sts and "--cpu" in sts
     assert sts.endswith("--x") and "--fp16" not in sts
+
+
+def test_pretrained_setting_fine_tunes_the_pretrained_encoder_and_runs_childtuning(cpu_recipe, shared_data,
+                                                                                  tmp_path, monkeypatch, capsys):
+    """--setting tiny-pretrained: pretrain.py pre-trains the encoder (masked_lm on WikiText-2 and the
+    tasks' training inputs), every run restores it, and the ChildTuning runs train with their
+    optimizer (D: the seed's mask, computed once and shared by both D runs)."""
+    from rdrop_fairseq.childtuning_math import unpack_bits
+    monkeypatch.setenv("RDROP_DATA_DIR", str(shared_data))
+    work, pre = tmp_path / "w", tmp_path / "pre"
+    runs = ["baseline", "childtuning_f", "childtuning_d", "rdrop", "rdrop_childtuning_d"]
+    rows = cpu_recipe.main(["--dataset", "sst2", "--setting", "tiny-pretrained", "--seeds", "1",
+                            "--runs", ",".join(runs), "--workdir", str(work), "--pretrain-workdir", str(pre)])
+    assert [r["run"] for r in rows] == runs
+    ckpt = pre / "ckpt" / "checkpoint_last.pt"
+    pretrained = torch.load(ckpt, map_location="cpu", weights_only=False)
+    assert pretrained["cfg"]["task"]["_name"] == "masked_lm"
+    corpus = (pre / "raw" / "train.txt").read_text(encoding="utf-8")
+    assert "<unk>" in corpus and corpus == corpus.lower() and " @-@ " not in corpus
+    # fine-tuning binarizes with the pre-training's word ids
+    assert (work / "bin" / "input0" / "dict.txt").read_text() == (pre / "bin" / "dict.txt").read_text()
+    logs = {r: (work / "runs" / f"{r}-seed1" / "train.log").read_text() for r in runs}
+    for run, log in logs.items():
+        assert f"Loaded checkpoint {ckpt}" in log, run
+        assert ("rdrop_kl_loss" in log) == run.startswith("rdrop"), run
+        assert ("'_name': 'childtuning_adam'" in log) == ("childtuning" in run), run
+    mask_path = work / "masks" / "seed1" / "mask.pt"
+    for run in ("childtuning_d", "rdrop_childtuning_d"):
+        assert f"--childtuning-mask {mask_path}" in logs[run].splitlines()[0]
+    assert "--childtuning-mode F" in logs["childtuning_f"].splitlines()[0]
+    # the mask: the Fisher of the pre-trained encoder's layers, top 30% kept, head and embeddings out
+    state = torch.load(mask_path, map_location="cpu", weights_only=False)
+    kept = sum(int(unpack_bits(state["masks"][n], state["shapes"][n]).sum()) for n in state["masks"])
+    total = sum(math.prod(s) for s in state["shapes"].values())
+    assert abs(kept / total - 0.3) < 0.01
+    assert all(".layers." in n for n in state["masks"]) and state["masks"]
+    assert f"Fisher of the weights in {ckpt}" in (work / "masks" / "seed1" / "train.log").read_text()
+    # bad --runs: named, at startup
+    with pytest.raises(SystemExit):
+        cpu_recipe.main(["--dataset", "sst2", "--setting", "tiny", "--runs", "childtuning_f",
+                         "--workdir", str(tmp_path / "x")])
+    assert "use --setting pretrained" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cpu_recipe.main(["--dataset", "sst2", "--setting", "tiny", "--runs", "rdrop_softmax",
+                         "--workdir", str(tmp_path / "x")])
+    assert "unknown ['rdrop_softmax']" in capsys.readouterr().err

@@ -3,6 +3,7 @@ encoders trained from scratch (the CPU evidence recipes; see README.md).
 
     <workdir>/raw/{train,valid}.input0 [.input1]   lowercased, word-tokenized text, one sentence a line
     <workdir>/bin/input0, input1                   fairseq-preprocess output with one shared dict.txt
+                                                   (built on the training inputs, or pretrain.py's)
     <workdir>/bin/label                            SST-2: fairseq-preprocess of the labels (as GLUE)
                                                    STS-B: {train,valid}.label, score / 5 (as fairseq's GLUE script)
                                                    GoEmotions: labels.txt + {train,valid}.labels (names)
@@ -11,6 +12,7 @@ Files come from ``RDROP_DATA_DIR`` (the project's shared data folder) or are dow
 public GitHub commits named in ../shared/data/MANIFEST.md, checked by sha256 either way.
 """
 import re
+import shutil
 import subprocess
 import sys
 from collections import Counter
@@ -109,12 +111,15 @@ def build_dictionary(raw, dest, nwords):
     dest.write_text("".join(f"{w} {counts[w]}\n" for w in words), encoding="utf-8")
 
 
-def binarize(workdir, dataset, nwords, bin_dir):
+def binarize(workdir, dataset, nwords, bin_dir, srcdict=None):
     raw = workdir / "raw"
     tool = str(Path(bin_dir) / "fairseq-preprocess")
     with atomic_path(workdir / "bin") as tmp:
         tmp.mkdir(parents=True)
-        build_dictionary(raw, tmp / "dict.txt", nwords)
+        if srcdict:  # a pre-trained encoder's dictionary (pretrain.py): its word ids
+            shutil.copyfile(srcdict, tmp / "dict.txt")
+        else:
+            build_dictionary(raw, tmp / "dict.txt", nwords)
         for inp in sorted({p.suffix[1:] for p in raw.glob("train.input*")}):
             subprocess.run([tool, "--only-source", "--trainpref", str(raw / f"train.{inp}"),
                             "--validpref", str(raw / f"valid.{inp}"), "--destdir", str(tmp / inp),
@@ -133,11 +138,12 @@ def binarize(workdir, dataset, nwords, bin_dir):
                 (label / "labels.txt").write_text("\n".join(goemotions_labels()) + "\n", encoding="utf-8")
 
 
-def prepare(workdir, dataset, nwords=10000, max_lines=None, bin_dir=None):
-    """Prepare ``dataset`` under ``workdir`` (resumable); returns the binarized data folder."""
+def prepare(workdir, dataset, nwords=10000, max_lines=None, bin_dir=None, srcdict=None):
+    """Prepare ``dataset`` under ``workdir`` (resumable); returns the binarized data folder.
+    ``srcdict``: binarize with this dictionary instead of one built on the training inputs."""
     workdir = Path(workdir)
     bin_dir = bin_dir or Path(sys.executable).parent
     stages = Stages(workdir / "stages")
     stages.run("raw", write_raw, workdir, dataset, max_lines)
-    stages.run("binarize", binarize, workdir, dataset, nwords, bin_dir)
+    stages.run("binarize", binarize, workdir, dataset, nwords, bin_dir, srcdict)
     return workdir / "bin"

@@ -23,7 +23,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 # by package path: other recipes have a prepare.py too (one process may load several)
+from recipes.classification.model import SMALL, TINY, model_flags  # noqa: E402
 from recipes.classification.prepare import prepare  # noqa: E402
+from recipes.classification.pretrain import default_workdir as pretrain_workdir, pretrain  # noqa: E402
 from recipes.common.data import Stages  # noqa: E402
 from recipes.common.fairseq_flags import KEEP_LAST_BATCH  # noqa: E402
 from recipes.common.plot import plot_runs, read_valid_stats  # noqa: E402
@@ -40,15 +42,10 @@ DATASETS = {
                        metric="valid_macro_f1", report=[],
                        extra_metrics=("valid_micro_f1", "valid_exact_match")),
 }
-# ---- the model and optimisation (shared by baseline and R-Drop) --------------------------------
-SMALL = dict(layers=2, embed_dim=128, ffn_dim=512, heads=4, dropout=0.1, attention_dropout=0.1,
-             lr=5e-4, warmup_ratio=0.06, batch_size=32, weight_decay=0.1, max_positions=128, nwords=10000)
-# Settings per dataset. "cpu" sizes: see README.md (estimated from short timed runs); rdrop_alpha
-# follows the paper's GLUE search space {0.1, 0.5, 1.0}.
+# ---- the model and optimisation (shared by every run): model.py ----------------------------------
 SETTINGS = {
     "tiny": {  # tests/test_recipe_classification.py: a slice of the corpus, a few updates
-        ds: dict(SMALL, layers=1, embed_dim=32, ffn_dim=64, heads=2, batch_size=16, nwords=2000,
-                 max_lines={"train": 160, "valid": 48}, max_epoch=2, rdrop_alpha=1.0)
+        ds: dict(TINY, max_lines={"train": 160, "valid": 48}, max_epoch=2, rdrop_alpha=1.0)
         for ds in DATASETS
     },
     "cpu": {
@@ -59,10 +56,22 @@ SETTINGS = {
         "goemotions": dict(SMALL, max_lines={"train": 8000}, max_epoch=3, rdrop_alpha=1.0),
     },
 }
+# Fine-tuning the encoder that pretrain.py pre-trains (masked_lm) instead of training from scratch:
+# the same data, epochs and alpha as "cpu", the pre-training's dictionary, and the ChildTuning
+# runs' reserve_p (the ChildTuning paper's range is 0.1-0.3; not tuned here).
+SETTINGS["pretrained"] = {ds: dict(cfg, pretrained="cpu", childtuning_reserve_p=0.3)
+                          for ds, cfg in SETTINGS["cpu"].items()}
+SETTINGS["tiny-pretrained"] = {ds: dict(cfg, pretrained="tiny", childtuning_reserve_p=0.3)
+                               for ds, cfg in SETTINGS["tiny"].items()}
 RUNS = {  # run name -> criterion arguments (the R-Drop alpha is filled in from the setting)
     "baseline": ["--criterion", "sentence_prediction"],
     "rdrop": ["--criterion", "sentence_prediction_with_rdrop", "--rdrop-alpha", "{alpha}"],
 }
+# ChildTuning (issue: dropout on the gradient), on top of the baseline or R-Drop criterion;
+# --runs selects them. The D runs use the seed's mask, computed once with the baseline criterion
+# (the Fisher of the task loss) on the starting model, and shared by both D runs.
+CHILDTUNING_RUNS = {"childtuning_f": ("baseline", "F"), "childtuning_d": ("baseline", "D"),
+                    "rdrop_childtuning_d": ("rdrop", "D")}
 GOEMOTIONS_RUNS = {  # fairseq's sentence_prediction has no multi-label head: alpha 0 is the baseline
     "baseline": ["--criterion", "sentence_prediction_with_rdrop", "--rdrop-alpha", "0"],
     "rdrop": ["--criterion", "sentence_prediction_with_rdrop", "--rdrop-alpha", "{alpha}"],
@@ -75,24 +84,39 @@ def runs_for(dataset):
     return GOEMOTIONS_RUNS if dataset == "goemotions" else RUNS
 
 
+def all_runs(dataset):
+    return [*runs_for(dataset), *CHILDTUNING_RUNS]
+
+
+def criterion_of(dataset, run):
+    return runs_for(dataset)[CHILDTUNING_RUNS[run][0] if run in CHILDTUNING_RUNS else run]
+
+
+def optimizer_flags(cfg, run, mask):
+    if run not in CHILDTUNING_RUNS:
+        return ["--optimizer", "adam"]
+    mode = CHILDTUNING_RUNS[run][1]
+    return ["--optimizer", "childtuning_adam", "--childtuning-mode", mode,
+            "--childtuning-reserve-p", str(cfg["childtuning_reserve_p"]),
+            *(["--childtuning-mask", str(mask)] if mode == "D" else [])]
+
+
 def count_lines(path):
     with open(path, encoding="utf-8") as f:
         return sum(1 for _ in f)
 
 
-def train_command(bin_dir, data_bin, save_dir, dataset, cfg, run, seed, n_train):
+def train_command(bin_dir, data_bin, save_dir, dataset, cfg, run, seed, n_train, checkpoint=None, mask=None):
+    """fairseq-train for one run and seed; ``checkpoint``: the pre-trained encoder to fine-tune."""
     spec = DATASETS[dataset]
     updates = math.ceil(n_train / cfg["batch_size"]) * cfg["max_epoch"]
     cmd = [
         str(bin_dir / "fairseq-train"), str(data_bin), "--user-dir", str(REPO / "rdrop_fairseq"),
-        "--task", spec["task"], "--arch", "roberta", "--init-token", "0",
+        "--task", spec["task"], *model_flags(cfg), "--init-token", "0",
         *(["--separator-token", "2"] if spec["pair"] else []),
         *(["--num-classes", str(spec["num_classes"])] if spec["num_classes"] else []),
-        "--encoder-layers", str(cfg["layers"]), "--encoder-embed-dim", str(cfg["embed_dim"]),
-        "--encoder-ffn-embed-dim", str(cfg["ffn_dim"]), "--encoder-attention-heads", str(cfg["heads"]),
-        "--max-positions", str(cfg["max_positions"]), "--shorten-method", "truncate",
-        "--dropout", str(cfg["dropout"]), "--attention-dropout", str(cfg["attention_dropout"]),
-        "--optimizer", "adam", "--adam-betas", "(0.9, 0.98)", "--adam-eps", "1e-06",
+        "--shorten-method", "truncate",
+        *optimizer_flags(cfg, run, mask), "--adam-betas", "(0.9, 0.98)", "--adam-eps", "1e-06",
         "--weight-decay", str(cfg["weight_decay"]), "--clip-norm", "0.0",
         "--lr-scheduler", "polynomial_decay", "--lr", str(cfg["lr"]),
         "--total-num-update", str(updates), "--warmup-updates", str(max(1, int(cfg["warmup_ratio"] * updates))),
@@ -100,9 +124,19 @@ def train_command(bin_dir, data_bin, save_dir, dataset, cfg, run, seed, n_train)
         "--max-epoch", str(cfg["max_epoch"]), "--seed", str(seed), "--no-save",
         "--log-format", "json", "--log-interval", "50", "--cpu", "--num-workers", "0",
         *spec["report"],
+        # fairseq's fine-tuning idiom: the encoder's weights, a new head, fresh optimizer and counters
+        *(["--restore-file", str(checkpoint), "--reset-optimizer", "--reset-dataloader", "--reset-meters",
+           "--reset-lr-scheduler"] if checkpoint else []),
     ]
-    cmd += [a.format(alpha=cfg["rdrop_alpha"]) for a in runs_for(dataset)[run]]
+    cmd += [a.format(alpha=cfg["rdrop_alpha"]) for a in criterion_of(dataset, run)]
     return cmd
+
+
+def mask_command(childtuning_d_cmd):
+    """The ChildTuning-D mask of one seed: rdrop_fairseq.childtuning_mask with the childtuning_d
+    run's own flags (same data, model, starting checkpoint, baseline criterion, reserve_p and
+    --childtuning-mask path)."""
+    return [sys.executable, "-m", "rdrop_fairseq.childtuning_mask", *childtuning_d_cmd[1:]]
 
 
 def _stream(cmd, log_path, prefix):
@@ -123,22 +157,28 @@ def _stream(cmd, log_path, prefix):
 
 
 def train_all(jobs, parallel, stages):
-    """Run (name, cmd, out_dir) jobs not yet done, ``parallel`` at a time (one thread each)."""
+    """Run the (name, cmd, out_dir) jobs not yet done in order, ``parallel`` at a time (one thread
+    each; the next starts as soon as one ends)."""
     todo = [job for job in jobs if not stages.is_done(job[0])]
     for name, _, _ in jobs:
         if not any(name == t[0] for t in todo):
             print(f"[stage] {name}: already done, skipped", flush=True)
-    for start in range(0, len(todo), parallel):
-        started = []
-        for name, cmd, out in todo[start:start + parallel]:
+    running = []
+    while todo or running:
+        while todo and len(running) < parallel:
+            name, cmd, out = todo.pop(0)
             out.mkdir(parents=True, exist_ok=True)
             print(f"[stage] {name}: " + " ".join(cmd), flush=True)
-            started.append((name, out, time.time(), *_stream(cmd, out / "train.log", name)))
-        for name, out, t0, proc, thread in started:
-            code = proc.wait()
+            running.append((name, out, time.time(), *_stream(cmd, out / "train.log", name)))
+        time.sleep(0.2)
+        for job in [j for j in running if j[3].poll() is not None]:
+            running.remove(job)
+            name, out, t0, proc, thread = job
             thread.join()
-            if code != 0:
-                raise SystemExit(f"fairseq-train for {name} failed (exit {code}); see {out / 'train.log'}")
+            if proc.returncode != 0:
+                for _, _, _, other, _ in running:
+                    other.terminate()
+                raise SystemExit(f"fairseq-train for {name} failed (exit {proc.returncode}); see {out / 'train.log'}")
             (out / "train_seconds.txt").write_text(f"{time.time() - t0:.1f}\n")
             stages.marker(name).write_text("done\n")
 
@@ -155,15 +195,19 @@ def child_cpu_seconds(cmd):
     return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
-def estimate(bin_dir, data_bin, workdir, dataset, cfg, seeds, parallel, n_train, n_valid, updates):
+def estimate(bin_dir, data_bin, workdir, dataset, cfg, seeds, parallel, n_train, n_valid, updates, runs,
+             checkpoint=None):
     """Time ``updates`` and 2x``updates`` updates of every run kind (seed 1), and extrapolate the
     setting's full cost: startup + its updates + one validation per epoch (a validation pass
-    costs about a third of a training update per batch: forward only)."""
+    costs about a third of a training update per batch: forward only). A ChildTuning-D run is
+    timed as its F counterpart (the same work per update, with a fixed instead of a fresh mask)."""
     per_run = {}
-    for run in runs_for(dataset):
+    for run in runs:
+        timed = {"childtuning_d": "childtuning_f", "rdrop_childtuning_d": "rdrop"}.get(run, run)
         times = []
         for n in (updates, 2 * updates):
-            cmd = train_command(bin_dir, data_bin, workdir / "estimate", dataset, cfg, run, seeds[0], n_train)
+            cmd = train_command(bin_dir, data_bin, workdir / "estimate", dataset, cfg, timed, seeds[0], n_train,
+                                checkpoint)
             times.append(child_cpu_seconds(cmd + ["--max-update", str(n), "--disable-validation"]))
         per_update = max((times[1] - times[0]) / updates, 1e-9)
         startup = max(times[0] - updates * per_update, 0.0)
@@ -182,11 +226,11 @@ def mean_std(values):
     return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
-def summarize(out, dataset, seeds):
+def summarize(out, dataset, seeds, runs):
     spec = DATASETS[dataset]
     metrics = (spec["metric"], *spec["extra_metrics"])
     rows, curves = [], {}
-    for run in runs_for(dataset):
+    for run in runs:
         per_seed = []
         for seed in seeds:
             stats = read_valid_stats(out / f"{run}-seed{seed}" / "train.log")
@@ -221,13 +265,30 @@ def main(argv=None):
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3], help="one run of each kind per seed")
     parser.add_argument("--max-epoch", type=int, help="override the setting's epochs (every run)")
     parser.add_argument("--rdrop-alpha", type=float, help="override the setting's R-Drop alpha")
+    parser.add_argument("--lr", type=float, help="override the setting's peak learning rate (every run)")
     parser.add_argument("--parallel", type=int, default=2, help="trainings at a time (one thread each)")
+    parser.add_argument("--runs", help="comma-separated runs (default: the dataset's R-Drop comparison, "
+                        f"{','.join(RUNS)}[,rdrop_softmax]); ChildTuning: {','.join(CHILDTUNING_RUNS)} "
+                        "(pretrained settings)")
     parser.add_argument("--workdir", type=Path, help="default: <repo>/work/classification-<dataset>-<setting>")
+    parser.add_argument("--pretrain-workdir", type=Path, help="pretrained settings: pretrain.py's work folder "
+                        "(default: <repo>/work/classification-pretrain-<its setting>)")
     parser.add_argument("--plot", type=Path, help="PNG of the dev curves (default: <workdir>/valid_curves.png)")
     parser.add_argument("--estimate", type=int, metavar="N", help="only time N and 2N updates of each run "
                         "and print the setting's estimated cost (nothing is trained to the end)")
     args = parser.parse_args(argv)
     cfg = apply_overrides(SETTINGS[args.setting][args.dataset], args, parser)
+    if args.lr is not None:
+        if not args.lr > 0:
+            parser.error(f"--lr must be > 0, got {args.lr}")
+        cfg["lr"] = args.lr
+    runs = [r.strip() for r in args.runs.split(",") if r.strip()] if args.runs else list(runs_for(args.dataset))
+    unknown = [r for r in runs if r not in all_runs(args.dataset)]
+    if unknown:
+        parser.error(f"--runs: unknown {unknown} for {args.dataset}; choose from {all_runs(args.dataset)}")
+    if any(r in CHILDTUNING_RUNS for r in runs) and "childtuning_reserve_p" not in cfg:
+        parser.error(f"--runs: the ChildTuning runs fine-tune a pre-trained encoder; use --setting pretrained "
+                     f"(setting {args.setting} trains from scratch)")
     if args.parallel < 1:
         parser.error(f"--parallel must be >= 1, got {args.parallel}")
     if len(set(args.seeds)) != len(args.seeds):
@@ -238,24 +299,35 @@ def main(argv=None):
           f"workdir={workdir}\n[classification] {json.dumps(cfg)}", flush=True)
 
     bin_dir = Path(sys.executable).parent
-    data_bin = prepare(workdir, args.dataset, nwords=cfg["nwords"], max_lines=cfg["max_lines"], bin_dir=bin_dir)
+    checkpoint = srcdict = None
+    if cfg.get("pretrained"):
+        checkpoint, srcdict = pretrain((args.pretrain_workdir or pretrain_workdir(cfg["pretrained"])).resolve(),
+                                       cfg["pretrained"], bin_dir=bin_dir)
+    data_bin = prepare(workdir, args.dataset, nwords=cfg["nwords"], max_lines=cfg["max_lines"], bin_dir=bin_dir,
+                       srcdict=srcdict)
     n_train = count_lines(workdir / "raw" / "train.input0")
     if args.estimate:
         return estimate(bin_dir, data_bin, workdir, args.dataset, cfg, args.seeds, args.parallel, n_train,
-                        count_lines(workdir / "raw" / "valid.input0"), args.estimate)
+                        count_lines(workdir / "raw" / "valid.input0"), args.estimate, runs, checkpoint)
     out = workdir / "runs"
-    jobs = [(f"{run}-seed{seed}",
-             train_command(bin_dir, data_bin, out / f"{run}-seed{seed}", args.dataset, cfg, run, seed, n_train),
-             out / f"{run}-seed{seed}")
-            for seed in args.seeds for run in runs_for(args.dataset)]
+
+    def command(run, seed):
+        return train_command(bin_dir, data_bin, out / f"{run}-seed{seed}", args.dataset, cfg, run, seed, n_train,
+                             checkpoint, workdir / "masks" / f"seed{seed}" / "mask.pt")
+
+    # the D masks first: every D run of a seed waits for its mask
+    jobs = [(f"mask-seed{seed}", mask_command(command("childtuning_d", seed)), workdir / "masks" / f"seed{seed}")
+            for seed in args.seeds if any(CHILDTUNING_RUNS.get(run, ("", ""))[1] == "D" for run in runs)]
+    jobs += [(f"{run}-seed{seed}", command(run, seed), out / f"{run}-seed{seed}")
+             for seed in args.seeds for run in runs]
     train_all(jobs, args.parallel, Stages(workdir / "stages"))
 
-    rows, curves, metrics = summarize(out, args.dataset, args.seeds)
+    rows, curves, metrics = summarize(out, args.dataset, args.seeds, runs)
     table = format_table(rows, metrics)
     plot_path = args.plot or workdir / "valid_curves.png"
     plot_runs(curves, plot_path, title=f"{args.dataset} ({args.setting}, {cfg['max_epoch']} epochs, "
               f"seeds {args.seeds})", metrics=("valid_loss", *metrics))
-    (workdir / "results.json").write_text(json.dumps(dict(rows=rows, cfg=cfg, seeds=args.seeds), indent=1))
+    (workdir / "results.json").write_text(json.dumps(dict(rows=rows, cfg=cfg, seeds=args.seeds, runs=runs), indent=1))
     print(f"\n{table}\n\nmean ± std over seeds {args.seeds}; best = the epoch with the best "
           f"{metrics[0].replace('valid_', '')}, last = epoch {cfg['max_epoch']}\nplot: {plot_path}", flush=True)
     return rows

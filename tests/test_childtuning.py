@@ -642,3 +642,34 @@ def test_recipe_runs_configs_over_seeds_and_reports_mean_std(translation_bin, pr
         assert per_seed == pytest.approx(values, abs=1e-4) and len(values) == 2
         assert mean == pytest.approx(np.mean(values), abs=1e-4) and std == pytest.approx(np.std(values, ddof=1), abs=1e-4)
     assert "ChildTuning-D: p=0.3" in (tmp_path / "work" / "rdrop_childtuning_d" / "seed2" / "train.log").read_text()
+
+
+STANDIN = ("import os, sys, time; print('start', time.time(), os.environ.get('OMP_NUM_THREADS')); "
+           "time.sleep(2); print('end', time.time())")
+
+
+def test_recipe_parallel_runs_at_most_n_jobs_at_a_time_one_thread_each(tmp_path, monkeypatch):
+    """run.py --parallel 2 on stand-in jobs: never more than 2 at a time, one thread each; finished
+    jobs are skipped and a failure still stops it."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "4")
+    jobs = [([sys.executable, "-c", STANDIN], tmp_path / f"job{i}" / "log") for i in range(3)]
+    from recipes.childtuning import run as sweep
+
+    sweep.run_jobs(jobs, 2, dry_run=False)
+    events = []
+    for _, log in jobs:
+        words = log.read_text().split()
+        assert words[2] == "1"  # OMP_NUM_THREADS=1 for jobs side by side
+        events += [(float(words[1]), 1), (float(words[4]), -1)]
+        assert log.with_name("log.done").exists()
+    running, most = 0, 0
+    for _, step in sorted(events, key=lambda e: (e[0], e[1])):  # an end before a start at the same time
+        running += step
+        most = max(most, running)
+    assert most == 2  # the first two side by side, the third after one of them
+
+    # finished jobs are not rerun; a failing one exits naming its log, and leaves no marker
+    bad = tmp_path / "bad" / "log"
+    with pytest.raises(SystemExit, match="failed.*bad/log"):
+        sweep.run_jobs(jobs + [([sys.executable, "-c", "raise SystemExit(3)"], bad)], 2, dry_run=False)
+    assert not bad.with_name("log.done").exists()

@@ -21,10 +21,12 @@ With --checkpoint, each run starts from it (--restore-file ... --reset-optimizer
 seed (python -m rdrop_fairseq.childtuning_mask, the baseline criterion: the Fisher of the
 task's loss) and shared by childtuning_d and rdrop_childtuning_d. The score of a run is the
 best --metric over its validation lines; the summary prints mean +- std (n-1) per config and
-writes WORK/results.json. Finished runs (a .done marker) are not rerun.
+writes WORK/results.json. Finished runs (a .done marker) are not rerun. --parallel N runs up to N
+jobs at a time (the masks of all seeds first, then the training runs), one thread each.
 """
 import argparse
 import json
+from concurrent.futures import ThreadPoolExecutor, as_completed
 import math
 import os
 import re
@@ -54,6 +56,8 @@ def parse_args(argv=None):
     p.add_argument("--metric", default="loss", help="validation metric to report (a key of fairseq's valid line)")
     p.add_argument("--maximize", action="store_true", help="higher --metric is better (accuracy, bleu)")
     p.add_argument("--keep-checkpoints", action="store_true", help="do not pass --no-save to the runs")
+    p.add_argument("--parallel", type=int, default=1, metavar="N",
+                   help="run up to N jobs at a time, one thread each (OMP_NUM_THREADS=1 when N > 1)")
     p.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     argv = list(sys.argv[1:] if argv is None else argv)
     # everything after the first "--" is the fine-tuning command's flags, untouched
@@ -69,6 +73,8 @@ def parse_args(argv=None):
             p.error(f"{flag} after --: this script sets it per run")
     if not 0 < args.reserve_p <= 1:
         p.error(f"--reserve-p must be in (0, 1], got {args.reserve_p}")
+    if args.parallel < 1:
+        p.error(f"--parallel must be >= 1, got {args.parallel}")
     return args
 
 
@@ -95,21 +101,38 @@ def mask_command(args, seed, mask):
             "--childtuning-mask", str(mask), *start, "--seed", str(seed)]
 
 
-def run_logged(cmd, log, dry_run):
+def run_logged(cmd, log, dry_run, one_thread=False):
     print("$ " + " ".join(shlex.quote(str(c)) for c in cmd), flush=True)
     if dry_run:
         return
     done = Path(str(log) + ".done")
     if done.exists():
-        print(f"  (done before: {log})")
+        print(f"  (done before: {log})", flush=True)
         return
     log.parent.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, PYTHONPATH=f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    if one_thread:  # jobs side by side: one thread each beats several fighting over the same cores
+        env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     with open(log, "w") as f:
         status = subprocess.run([str(c) for c in cmd], stdout=f, stderr=subprocess.STDOUT, env=env, cwd=REPO).returncode
     if status != 0:
         sys.exit(f"run.py: failed ({status}); the end of {log}:\n" + "".join(open(log).readlines()[-15:]))
     done.touch()
+
+
+def run_jobs(jobs, parallel, dry_run):
+    """run_logged each (cmd, log), up to `parallel` at a time in list order, the next starting as
+    soon as one ends. The first failure exits once the jobs already started end; the rest never start."""
+    if parallel == 1 or dry_run:
+        for cmd, log in jobs:
+            run_logged(cmd, log, dry_run)
+        return
+    pool = ThreadPoolExecutor(parallel)
+    try:
+        for future in as_completed([pool.submit(run_logged, cmd, log, False, True) for cmd, log in jobs]):
+            future.result()  # re-raises a job's SystemExit here
+    finally:
+        pool.shutdown(cancel_futures=True)
 
 
 def best_metric(log, metric, maximize):
@@ -134,20 +157,23 @@ def mean_std(xs):
 def main(argv=None):
     args = parse_args(argv)
     work = Path(args.work)
-    scores = {c: {} for c in args.configs}
+    mask = {seed: work / "masks" / f"seed{seed}.pt" for seed in args.seeds}
+    # every mask before any training run: a D run needs its seed's mask
+    if any(c.endswith("childtuning_d") for c in args.configs):
+        run_jobs([(mask_command(args, seed, mask[seed]), work / "masks" / f"seed{seed}.log") for seed in args.seeds],
+                 args.parallel, args.dry_run)
+    logs, jobs = {}, []
     for seed in args.seeds:
-        mask = work / "masks" / f"seed{seed}.pt"
-        if any(c.endswith("childtuning_d") for c in args.configs):
-            run_logged(mask_command(args, seed, mask), work / "masks" / f"seed{seed}.log", args.dry_run)
         for config in args.configs:
-            log = work / config / f"seed{seed}" / "train.log"
+            log = logs[config, seed] = work / config / f"seed{seed}" / "train.log"
             save = ["--save-dir", str(log.parent)] + ([] if args.keep_checkpoints else ["--no-save"])
-            cmd = [sys.executable, "-m", "fairseq_cli.train", *run_flags(config, args, seed, mask), *save]
-            run_logged(cmd, log, args.dry_run)
-            if not args.dry_run:
-                scores[config][seed] = best_metric(log, args.metric, args.maximize)
+            jobs.append(([sys.executable, "-m", "fairseq_cli.train", *run_flags(config, args, seed, mask[seed]), *save],
+                         log))
+    run_jobs(jobs, args.parallel, args.dry_run)
     if args.dry_run:
         return
+    scores = {c: {seed: best_metric(logs[c, seed], args.metric, args.maximize) for seed in args.seeds}
+              for c in args.configs}
     print(f"\nbest valid {args.metric} ({'max' if args.maximize else 'min'} over validations), "
           f"seeds {args.seeds}, p={args.reserve_p}")
     print(f"{'config':<22}{'mean':>10} {'+- std':>10}   per seed")

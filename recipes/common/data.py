@@ -179,16 +179,20 @@ class Stages:
         return result
 
 
-def binarize_joined(prefix_dir, dest_dir, src, tgt, workers=1, bin_dir=None, tag="data"):
+def binarize_joined(prefix_dir, dest_dir, src, tgt, workers=1, bin_dir=None, tag="data", train="train",
+                    srcdict=None):
     """``fairseq-preprocess`` of ``{train,valid,test}.{src,tgt}`` under ``prefix_dir`` into ``dest_dir``
-    with one joined dictionary (what ``--share-all-embeddings`` needs), written atomically."""
+    with one joined dictionary (what ``--share-all-embeddings`` needs), written atomically.
+    ``train`` is the training files' name; ``srcdict`` a joined dictionary to use instead of one built
+    on them (data-bins that share a vocabulary, as a model trained on one and fine-tuned on another needs)."""
     bin_dir = Path(bin_dir or Path(sys.executable).parent)
     with atomic_path(dest_dir) as dest:
         cmd = [
             str(bin_dir / "fairseq-preprocess"), "--source-lang", src, "--target-lang", tgt,
-            "--trainpref", f"{prefix_dir}/train", "--validpref", f"{prefix_dir}/valid",
+            "--trainpref", f"{prefix_dir}/{train}", "--validpref", f"{prefix_dir}/valid",
             "--testpref", f"{prefix_dir}/test", "--destdir", str(dest),
             "--joined-dictionary", "--workers", str(workers),
+            *(["--srcdict", str(srcdict)] if srcdict else []),
         ]
         print(f"[{tag}] " + " ".join(cmd), flush=True)
         subprocess.run(cmd, check=True)

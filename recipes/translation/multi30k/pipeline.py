@@ -37,10 +37,11 @@ def device_flags(device):
     raise ValueError(f"device must be cpu or cuda, got {device!r}")
 
 
-def train_command(bin_dir, data_bin, save_dir, cfg, run, seed, device="cpu"):
-    """fairseq-train for ``run``; baseline and R-Drop differ only in the criterion (and alpha)."""
-    cmd = [
-        str(bin_dir / "fairseq-train"), str(data_bin), "--user-dir", str(user_dir()),
+def transformer_flags(cfg):
+    """The task, model, adam's hyper-parameters, lr schedule, batch size and length of training:
+    everything of a run but the optimizer's name, criterion, seed and outputs (which
+    recipes/childtuning/run.py sets per run when it fine-tunes this model)."""
+    return [
         "--task", "translation", "--source-lang", "de", "--target-lang", "en",
         "--arch", "transformer", "--share-all-embeddings",
         "--encoder-layers", str(cfg["layers"]), "--decoder-layers", str(cfg["layers"]),
@@ -48,10 +49,18 @@ def train_command(bin_dir, data_bin, save_dir, cfg, run, seed, device="cpu"):
         "--encoder-ffn-embed-dim", str(cfg["ffn_dim"]), "--decoder-ffn-embed-dim", str(cfg["ffn_dim"]),
         "--encoder-attention-heads", str(cfg["heads"]), "--decoder-attention-heads", str(cfg["heads"]),
         "--dropout", str(cfg["dropout"]), "--attention-dropout", "0.1", "--activation-dropout", "0.1",
-        "--optimizer", "adam", "--adam-betas", "(0.9, 0.98)", "--weight-decay", "0.0001",
+        "--adam-betas", "(0.9, 0.98)", "--weight-decay", "0.0001",
         "--lr", str(cfg["lr"]), "--lr-scheduler", "inverse_sqrt", "--warmup-updates", str(cfg["warmup"]),
         "--max-tokens", str(cfg["max_tokens"]), "--max-epoch", str(cfg["max_epoch"]),
-        "--max-update", str(cfg["max_update"]), "--seed", str(seed),
+        "--max-update", str(cfg["max_update"]),
+    ]
+
+
+def train_command(bin_dir, data_bin, save_dir, cfg, run, seed, device="cpu"):
+    """fairseq-train for ``run``; baseline and R-Drop differ only in the criterion (and alpha)."""
+    cmd = [
+        str(bin_dir / "fairseq-train"), str(data_bin), "--user-dir", str(user_dir()),
+        *transformer_flags(cfg), "--optimizer", "adam", "--seed", str(seed),
         "--label-smoothing", str(LABEL_SMOOTHING),
         "--save-dir", str(save_dir), *epoch_checkpoint_flags(cfg),
         "--log-format", "json", "--log-interval", "20", *device_flags(device), "--num-workers", "0",

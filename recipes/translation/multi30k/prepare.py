@@ -87,13 +87,14 @@ def train_spm(workdir, vocab_size, model_type):
         Path(f"{prefix}.vocab").unlink()
 
 
-def encode(workdir):
+def encode(workdir, splits=tuple(SPLITS)):
+    """raw/{split}.{de,en} -> spm/ for each of ``splits`` (file names under raw/)."""
     import sentencepiece as spm
 
     sp = spm.SentencePieceProcessor(model_file=str(workdir / "spm.model"))
     with atomic_path(workdir / "spm") as out:
         out.mkdir()
-        for split in SPLITS:
+        for split in splits:
             for lang in LANGS:
                 lines = (workdir / "raw" / f"{split}.{lang}").read_text(encoding="utf-8").splitlines()
                 pieces = [" ".join(p) for p in sp.encode(lines, out_type=str)]

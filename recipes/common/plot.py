@@ -54,16 +54,25 @@ def plot_runs(curves, out_png, title="", metrics=("valid_loss", "valid_bleu")):
     from matplotlib.ticker import MaxNLocator
 
     present = [m for m in metrics if any(m in s for stats in curves.values() for s in stats)]
-    fig, axes = plt.subplots(1, len(present), figsize=(5 * len(present), 3.6), squeeze=False)
+    # "run (seed S)" names: one colour per run, one line style per seed, so that a sweep of many
+    # runs x seeds stays readable; the one legend goes beside the last panel
+    groups = list(dict.fromkeys(name.split(" (")[0] for name in curves))
+    seen = {}
+    fig, axes = plt.subplots(1, len(present), figsize=(5 * len(present) + 2.5, 3.6), squeeze=False)
     for ax, metric in zip(axes[0], present):
+        seen.clear()
         for name, stats in curves.items():
+            group = name.split(" (")[0]
+            style = ("-", "--", ":", "-.")[seen.get(group, 0) % 4]
+            seen[group] = seen.get(group, 0) + 1
             points = [(s["epoch"], s[metric]) for s in stats if metric in s]
-            ax.plot(*zip(*points), marker="o", label=name)
+            ax.plot(*zip(*points), marker="o", markersize=3, linestyle=style,
+                    color=f"C{groups.index(group) % 10}", label=name)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
         ax.set_ylabel(metric.replace("_", " "))
         ax.grid(alpha=0.3)
-        ax.legend()
+    axes[0][-1].legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="small")
     fig.suptitle(title)
     fig.tight_layout()
     out_png = Path(out_png)

@@ -103,10 +103,17 @@ def write_raw(workdir, dataset, max_lines):
 
 def build_dictionary(raw, dest, nwords):
     """One word dictionary over every training input (both sentences of a pair), in fairseq's format."""
+    write_word_dictionary(sorted(raw.glob("train.input*")), dest, nwords)
+
+
+def write_word_dictionary(paths, dest, nwords):
+    """The ``nwords`` most frequent words seen at least twice in ``paths``, in fairseq's format.
+    A literal <unk> (WikiText's) is left out: fairseq's Dictionary has that symbol already."""
     counts = Counter()
-    for path in sorted(raw.glob("train.input*")):
-        for line in path.read_text(encoding="utf-8").splitlines():
-            counts.update(line.split())
+    for path in paths:
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                counts.update(w for w in line.split() if w != "<unk>")
     words = [w for w, c in sorted(counts.items(), key=lambda wc: (-wc[1], wc[0])) if c >= 2][:nwords]
     dest.write_text("".join(f"{w} {counts[w]}\n" for w in words), encoding="utf-8")
 

@@ -19,13 +19,12 @@ import math
 import os
 import subprocess
 import sys
-from collections import Counter
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 from recipes.classification.model import SMALL, TINY, model_flags  # noqa: E402
-from recipes.classification.prepare import read_examples, tokenize  # noqa: E402
+from recipes.classification.prepare import read_examples, tokenize, write_word_dictionary  # noqa: E402
 from recipes.common.data import Stages, atomic_path  # noqa: E402
 from recipes.language_modeling.wikitext2.prepare import fetch_wikitext2  # noqa: E402
 
@@ -72,19 +71,10 @@ def write_corpus(workdir, wiki_lines, task_lines):
         (tmp / "valid.txt").write_text("\n".join(valid) + "\n", encoding="utf-8")
 
 
-def write_dictionary(train_txt, dest, nwords):
-    counts = Counter()
-    with open(train_txt, encoding="utf-8") as f:
-        for line in f:
-            counts.update(w for w in line.split() if w != "<unk>")  # fairseq's own symbol
-    words = [w for w, c in sorted(counts.items(), key=lambda wc: (-wc[1], wc[0])) if c >= 2][:nwords]
-    dest.write_text("".join(f"{w} {counts[w]}\n" for w in words), encoding="utf-8")
-
-
 def binarize(workdir, nwords, bin_dir):
     with atomic_path(workdir / "bin") as tmp:
         tmp.mkdir(parents=True)
-        write_dictionary(workdir / "raw" / "train.txt", tmp / "dict.txt", nwords)
+        write_word_dictionary([workdir / "raw" / "train.txt"], tmp / "dict.txt", nwords)
         subprocess.run([str(Path(bin_dir) / "fairseq-preprocess"), "--only-source",
                         "--trainpref", str(workdir / "raw" / "train.txt"),
                         "--validpref", str(workdir / "raw" / "valid.txt"), "--destdir", str(tmp),

@@ -19,8 +19,10 @@ def cpu_recipe():
 def test_cpu_recipe_tiny(cpu_recipe, dataset, shared_data, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("RDROP_DATA_DIR", str(shared_data))
     work, plot = tmp_path / "w", tmp_path / "curves.png"
+    # STS-B also checks --train-lines: the first N training pairs instead of the setting's 160
+    size = ["--train-lines", "120"] if dataset == "stsb" else []
     rows = cpu_recipe.main(["--dataset", dataset, "--setting", "tiny", "--seeds", "1", "2",
-                            "--workdir", str(work), "--plot", str(plot)])
+                            "--workdir", str(work), "--plot", str(plot), *size])
     printed = capsys.readouterr().out
     spec = cpu_recipe.DATASETS[dataset]
     cfg = cpu_recipe.SETTINGS["tiny"][dataset]
@@ -45,12 +47,12 @@ def test_cpu_recipe_tiny(cpu_recipe, dataset, shared_data, tmp_path, monkeypatch
     if dataset == "stsb":
         assert (work / "bin" / "input1" / "train.bin").stat().st_size > 0
         scores = [float(x) for x in (work / "bin" / "label" / "train.label").read_text().split()]
-        assert 0 <= min(scores) and max(scores) <= 1 and len(scores) == cfg["max_lines"]["train"]
+        assert 0 <= min(scores) and max(scores) <= 1 and len(scores) == 120
     assert "± " in printed and "| baseline |" in printed
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # a rerun trains nothing
     cpu_recipe.main(["--dataset", dataset, "--setting", "tiny", "--seeds", "1", "2", "--workdir", str(work),
-                     "--plot", str(plot)])
+                     "--plot", str(plot), *size])
     assert "fairseq-train" not in capsys.readouterr().out
 
 
@@ -165,3 +167,7 @@ def test_pretrained_setting_fine_tunes_the_pretrained_encoder_and_runs_childtuni
         cpu_recipe.main(["--dataset", "sst2", "--setting", "tiny", "--runs", "rdrop_softmax",
                          "--workdir", str(tmp_path / "x")])
     assert "unknown ['rdrop_softmax']" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cpu_recipe.main(["--dataset", "sst2", "--setting", "tiny", "--train-lines", "-1",
+                         "--workdir", str(tmp_path / "x")])
+    assert "--train-lines must be >= 0, got -1" in capsys.readouterr().err

@@ -270,6 +270,8 @@ def main(argv=None):
     parser.add_argument("--max-epoch", type=int, help="override the setting's epochs (every run)")
     parser.add_argument("--rdrop-alpha", type=float, help="override the setting's R-Drop alpha")
     parser.add_argument("--lr", type=float, help="override the setting's peak learning rate (every run)")
+    parser.add_argument("--train-lines", type=int, metavar="N", help="override the setting's training-set size: "
+                        "the first N training examples (0: all)")
     parser.add_argument("--parallel", type=int, default=2, help="trainings at a time (one thread each)")
     parser.add_argument("--runs", help="comma-separated runs (default: the dataset's R-Drop comparison, "
                         f"{','.join(RUNS)}[,rdrop_softmax]); ChildTuning: {','.join(CHILDTUNING_RUNS)} "
@@ -286,6 +288,10 @@ def main(argv=None):
         if not args.lr > 0:
             parser.error(f"--lr must be > 0, got {args.lr}")
         cfg["lr"] = args.lr
+    if args.train_lines is not None:
+        if args.train_lines < 0:
+            parser.error(f"--train-lines must be >= 0, got {args.train_lines}")
+        cfg["max_lines"] = {**(cfg["max_lines"] or {}), "train": args.train_lines or None}
     runs = [r.strip() for r in args.runs.split(",") if r.strip()] if args.runs else list(runs_for(args.dataset))
     unknown = [r for r in runs if r not in all_runs(args.dataset)]
     if unknown:

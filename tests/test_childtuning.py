@@ -6,6 +6,7 @@ transformer a few updates with fairseq-train (R-Drop criterion, resume, mask com
 """
 import math
 import re
+import shlex
 import subprocess
 import sys
 
@@ -657,10 +658,11 @@ def test_recipe_parallel_runs_at_most_n_jobs_at_a_time_one_thread_each(tmp_path,
 
     sweep.run_jobs(jobs, 2, dry_run=False)
     events = []
-    for _, log in jobs:
-        words = log.read_text().split()
-        assert words[2] == "1"  # OMP_NUM_THREADS=1 for jobs side by side
-        events += [(float(words[1]), 1), (float(words[4]), -1)]
+    for cmd, log in jobs:
+        header, start, end = log.read_text().splitlines()
+        assert header == shlex.join(cmd)  # the log says what made it
+        assert start.split()[2] == "1"  # OMP_NUM_THREADS=1 for jobs side by side
+        events += [(float(start.split()[1]), 1), (float(end.split()[1]), -1)]
         assert log.with_name("log.done").exists()
     running, most = 0, 0
     for _, step in sorted(events, key=lambda e: (e[0], e[1])):  # an end before a start at the same time

@@ -26,18 +26,18 @@ jobs at a time (the masks of all seeds first, then the training runs), one threa
 """
 import argparse
 import json
-from concurrent.futures import ThreadPoolExecutor, as_completed
 import math
 import os
 import re
 import shlex
-import subprocess
 import sys
 from pathlib import Path
 
 CONFIGS = ["baseline", "childtuning_f", "childtuning_d", "rdrop", "rdrop_childtuning_d"]
 REPO = Path(__file__).resolve().parents[2]
 USER_DIR = str(REPO / "rdrop_fairseq")
+sys.path.insert(0, str(REPO))
+from recipes.common.jobs import run_jobs as common_run_jobs  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -101,38 +101,21 @@ def mask_command(args, seed, mask):
             "--childtuning-mask", str(mask), *start, "--seed", str(seed)]
 
 
-def run_logged(cmd, log, dry_run, one_thread=False):
-    print("$ " + " ".join(shlex.quote(str(c)) for c in cmd), flush=True)
-    if dry_run:
-        return
-    done = Path(str(log) + ".done")
-    if done.exists():
-        print(f"  (done before: {log})", flush=True)
-        return
-    log.parent.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, PYTHONPATH=f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
-    if one_thread:  # jobs side by side: one thread each beats several fighting over the same cores
-        env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    with open(log, "w") as f:
-        status = subprocess.run([str(c) for c in cmd], stdout=f, stderr=subprocess.STDOUT, env=env, cwd=REPO).returncode
-    if status != 0:
-        sys.exit(f"run.py: failed ({status}); the end of {log}:\n" + "".join(open(log).readlines()[-15:]))
-    done.touch()
-
-
 def run_jobs(jobs, parallel, dry_run):
-    """run_logged each (cmd, log), up to `parallel` at a time in list order, the next starting as
-    soon as one ends. The first failure exits once the jobs already started end; the rest never start."""
-    if parallel == 1 or dry_run:
-        for cmd, log in jobs:
-            run_logged(cmd, log, dry_run)
-        return
-    pool = ThreadPoolExecutor(parallel)
-    try:
-        for future in as_completed([pool.submit(run_logged, cmd, log, False, True) for cmd, log in jobs]):
-            future.result()  # re-raises a job's SystemExit here
-    finally:
-        pool.shutdown(cancel_futures=True)
+    """Each (cmd, log) job not done before (its ``log.done`` marker), up to ``parallel`` at a time
+    in list order (recipes/common/jobs.py: the first failure stops the rest, naming its log);
+    ``dry_run``: print the commands only."""
+    todo = []
+    for cmd, log in jobs:
+        if dry_run:
+            print("$ " + shlex.join(str(c) for c in cmd), flush=True)
+        elif Path(f"{log}.done").exists():
+            print(f"  (done before: {log})", flush=True)
+        else:
+            todo.append((str(log), cmd, log))
+    if todo:
+        common_run_jobs(todo, parallel, on_done=lambda log, _: Path(f"{log}.done").touch(),
+                        env={"PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}, cwd=REPO)
 
 
 def best_metric(log, metric, maximize):

@@ -16,8 +16,6 @@ import os
 import statistics
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -28,6 +26,7 @@ from recipes.classification.prepare import prepare  # noqa: E402
 from recipes.classification.pretrain import default_workdir as pretrain_workdir, pretrain  # noqa: E402
 from recipes.common.data import Stages  # noqa: E402
 from recipes.common.fairseq_flags import KEEP_LAST_BATCH  # noqa: E402
+from recipes.common.jobs import run_jobs  # noqa: E402
 from recipes.common.plot import plot_runs, read_valid_stats  # noqa: E402
 from recipes.common.settings import apply_overrides, check_same_config  # noqa: E402
 
@@ -146,48 +145,21 @@ def mask_command(childtuning_d_cmd):
     return [sys.executable, "-m", "rdrop_fairseq.childtuning_mask", *childtuning_d_cmd[1:]]
 
 
-def _stream(cmd, log_path, prefix):
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-    log = open(log_path, "w", encoding="utf-8", buffering=1)
-    log.write(" ".join(cmd) + "\n")
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-
-    def pump():
-        for line in proc.stdout:
-            log.write(line)
-            print(f"[{prefix}] {line}", end="", flush=True)
-        log.close()
-
-    thread = threading.Thread(target=pump, daemon=True)
-    thread.start()
-    return proc, thread
-
-
 def train_all(jobs, parallel, stages):
-    """Run the (name, cmd, out_dir) jobs not yet done in order, ``parallel`` at a time (one thread
-    each; the next starts as soon as one ends)."""
-    todo = [job for job in jobs if not stages.is_done(job[0])]
-    for name, _, _ in jobs:
-        if not any(name == t[0] for t in todo):
+    """Run the (name, cmd, out_dir) jobs not yet done, ``parallel`` at a time (recipes/common/jobs.py);
+    each records its wall seconds and its stage marker when it ends."""
+    todo, out_dirs = [], {name: out for name, _, out in jobs}
+    for name, cmd, out in jobs:
+        if stages.is_done(name):
             print(f"[stage] {name}: already done, skipped", flush=True)
-    running = []
-    while todo or running:
-        while todo and len(running) < parallel:
-            name, cmd, out = todo.pop(0)
-            out.mkdir(parents=True, exist_ok=True)
-            print(f"[stage] {name}: " + " ".join(cmd), flush=True)
-            running.append((name, out, time.time(), *_stream(cmd, out / "train.log", name)))
-        time.sleep(0.2)
-        for job in [j for j in running if j[3].poll() is not None]:
-            running.remove(job)
-            name, out, t0, proc, thread = job
-            thread.join()
-            if proc.returncode != 0:
-                for _, _, _, other, _ in running:
-                    other.terminate()
-                raise SystemExit(f"fairseq-train for {name} failed (exit {proc.returncode}); see {out / 'train.log'}")
-            (out / "train_seconds.txt").write_text(f"{time.time() - t0:.1f}\n")
-            stages.marker(name).write_text("done\n")
+        else:
+            todo.append((name, cmd, out / "train.log"))
+
+    def done(name, seconds):
+        (out_dirs[name] / "train_seconds.txt").write_text(f"{seconds:.1f}\n")
+        stages.marker(name).write_text("done\n")
+
+    run_jobs(todo, parallel, on_done=done, echo=True)
 
 
 def child_cpu_seconds(cmd):

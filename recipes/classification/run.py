@@ -48,6 +48,8 @@ SETTINGS = {
         for ds in DATASETS
     },
     "cpu": {
+        # lr 5e-4 (model.py) checked on dev (baseline, seed 1) against 1e-3: SST-2 accuracy 79.8 vs 79.2,
+        # STS-B Pearson 21.7 vs 21.0.
         "sst2": dict(SMALL, max_lines={"train": 20000}, max_epoch=3, rdrop_alpha=1.0),
         # STS-B cut from 10 epochs so that the 3-seed table fits in a session's CPU time (cost, not score).
         "stsb": dict(SMALL, max_lines=None, max_epoch=5, rdrop_alpha=1.0),

@@ -150,15 +150,15 @@ def mask_command(childtuning_d_cmd):
 def train_all(jobs, parallel, stages):
     """Run the (name, cmd, out_dir) jobs not yet done, ``parallel`` at a time (recipes/common/jobs.py);
     each records its wall seconds and its stage marker when it ends."""
-    todo, out_dirs = [], {name: out for name, _, out in jobs}
+    todo = []
     for name, cmd, out in jobs:
         if stages.is_done(name):
             print(f"[stage] {name}: already done, skipped", flush=True)
         else:
             todo.append((name, cmd, out / "train.log"))
 
-    def done(name, seconds):
-        (out_dirs[name] / "train_seconds.txt").write_text(f"{seconds:.1f}\n")
+    def done(name, log, seconds):
+        (log.parent / "train_seconds.txt").write_text(f"{seconds:.1f}\n")
         stages.marker(name).write_text("done\n")
 
     run_jobs(todo, parallel, on_done=done, echo=True)
@@ -249,7 +249,7 @@ def main(argv=None):
     parser.add_argument("--lr", type=float, help="override the setting's peak learning rate (every run)")
     parser.add_argument("--train-lines", type=int, metavar="N", help="override the setting's training-set size: "
                         "the first N training examples (0: all)")
-    parser.add_argument("--parallel", type=int, default=2, help="trainings at a time (one thread each)")
+    parser.add_argument("--parallel", type=int, default=2, help="trainings at a time (one thread each when more than one)")
     parser.add_argument("--runs", help="comma-separated runs (default: the dataset's R-Drop comparison, "
                         f"{','.join(RUNS)}[,rdrop_softmax]); ChildTuning: {','.join(CHILDTUNING_RUNS)} "
                         "(pretrained settings)")

@@ -35,7 +35,7 @@ class _Running:
 def run_jobs(jobs, parallel, on_done=None, echo=False, env=None, cwd=None):
     """Run each ``(name, cmd, log)`` job, up to ``parallel`` at a time in list order, the next
     starting as soon as one ends. A job's log holds its command line, then its output (``echo``:
-    printed too, each line prefixed ``[name]``). ``on_done(name, seconds)`` follows each success.
+    printed too, each line prefixed ``[name]``). ``on_done(name, log, seconds)`` follows each success.
     A failure stops the jobs still running and exits naming the failed job's log and showing its
     end; the jobs not yet started never start. ``env``: variables added to the environment."""
     base = dict(os.environ, **(env or {}), PYTHONUNBUFFERED="1")
@@ -55,7 +55,7 @@ def run_jobs(jobs, parallel, on_done=None, echo=False, env=None, cwd=None):
                     end = "".join(job.log.read_text(encoding="utf-8").splitlines(keepends=True)[-15:])
                     raise SystemExit(f"{job.name} failed (exit {job.proc.returncode}); the end of {job.log}:\n{end}")
                 if on_done:
-                    on_done(job.name, time.time() - job.start)
+                    on_done(job.name, job.log, time.time() - job.start)
     finally:
         for job in running:
             job.proc.terminate()

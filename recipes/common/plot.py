@@ -6,6 +6,7 @@ values are strings, so they are converted to floats here.
 """
 
 import json
+from collections import Counter
 from pathlib import Path
 
 
@@ -57,17 +58,16 @@ def plot_runs(curves, out_png, title="", metrics=("valid_loss", "valid_bleu")):
     # "run (seed S)" names: one colour per run, one line style per seed, so that a sweep of many
     # runs x seeds stays readable; the one legend goes beside the last panel
     groups = list(dict.fromkeys(name.split(" (")[0] for name in curves))
-    seen = {}
+    drawn, style = Counter(), {}  # lines drawn so far per run: the seed's line style
+    for name in curves:
+        group = name.split(" (")[0]
+        style[name] = dict(color=f"C{groups.index(group) % 10}", linestyle=("-", "--", ":", "-.")[drawn[group] % 4])
+        drawn[group] += 1
     fig, axes = plt.subplots(1, len(present), figsize=(5 * len(present) + 2.5, 3.6), squeeze=False)
     for ax, metric in zip(axes[0], present):
-        seen.clear()
         for name, stats in curves.items():
-            group = name.split(" (")[0]
-            style = ("-", "--", ":", "-.")[seen.get(group, 0) % 4]
-            seen[group] = seen.get(group, 0) + 1
             points = [(s["epoch"], s[metric]) for s in stats if metric in s]
-            ax.plot(*zip(*points), marker="o", markersize=3, linestyle=style,
-                    color=f"C{groups.index(group) % 10}", label=name)
+            ax.plot(*zip(*points), marker="o", markersize=3, label=name, **style[name])
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
         ax.set_ylabel(metric.replace("_", " "))

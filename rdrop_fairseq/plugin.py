@@ -19,7 +19,8 @@ import sys
 logger = logging.getLogger(__name__)
 
 from .switches import (  # noqa: F401  (the names are part of this module's API too)
-    NO_CHECKPOINT_ALLOWLIST, NO_ENCODER_FASTPATH_FIX, NO_NGRAM_FIX, NO_REPLACE_BUILTIN, NO_TRAINER_PATCH,
+    NO_CHECKPOINT_ALLOWLIST, NO_ENCODER_FASTPATH_FIX, NO_NGRAM_FIX, NO_PATIENCE_FIX, NO_REPLACE_BUILTIN,
+    NO_TRAINER_PATCH,
     SWITCHES, switched_off,
 )
 
@@ -63,6 +64,13 @@ def load():
                     "to start: it needs parameter names)", NO_TRAINER_PATCH)
     else:
         childtuning.patch_trainer_build_optimizer()
+    if skip[NO_PATIENCE_FIX]:
+        logger.info("rdrop_fairseq: %s set: --patience's count is not saved in checkpoints (a resumed run "
+                    "counts afresh)", NO_PATIENCE_FIX)
+    else:
+        from .patience import patch_trainer_patience_state
+
+        patch_trainer_patience_state()
     _loaded = True
 
 

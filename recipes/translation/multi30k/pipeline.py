@@ -23,9 +23,11 @@ def user_dir():
     return REPO / "rdrop_fairseq"
 
 
-def one_thread_env():
-    # Both runs train side by side on a 2-core CPU: one thread each beats two fighting for both cores.
-    return dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+def thread_env(threads=1):
+    """The environment of a fairseq process given ``threads`` CPU threads: one each when both runs
+    train side by side on a 2-core CPU (two fighting for both cores is slower), all cores when one
+    run trains at a time."""
+    return dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), PYTHONUNBUFFERED="1")
 
 
 def device_flags(device):
@@ -53,6 +55,8 @@ def transformer_flags(cfg):
         "--lr", str(cfg["lr"]), "--lr-scheduler", "inverse_sqrt", "--warmup-updates", str(cfg["warmup"]),
         "--max-tokens", str(cfg["max_tokens"]), "--max-epoch", str(cfg["max_epoch"]),
         "--max-update", str(cfg["max_update"]),
+        # ends the run once validation loss has not improved for this many epochs (0: never)
+        "--patience", str(cfg.get("patience", 0)),
     ]
 
 
@@ -70,11 +74,13 @@ def train_command(bin_dir, data_bin, save_dir, cfg, run, seed, device="cpu"):
         cmd += ["--criterion", "label_smoothed_cross_entropy_with_rdrop", "--rdrop-alpha", str(cfg["rdrop_alpha"])]
     else:
         cmd += ["--criterion", "label_smoothed_cross_entropy"]
-    if cfg["eval_bleu"]:
+    if cfg["eval_bleu"]:  # greedy validation BLEU after each epoch, logged as valid_bleu
         cmd += [
             "--eval-bleu", "--eval-bleu-args", '{"beam": 1}', "--eval-bleu-detok", "space",
             "--eval-bleu-remove-bpe", "sentencepiece",
         ]
+        if cfg.get("text") == "tok":  # tokenised lowercased text: sacreBLEU -tok none, as test is scored
+            cmd += ["--eval-tokenized-bleu"]
     return cmd
 
 
@@ -95,19 +101,19 @@ def epoch_checkpoint_flags(cfg):
     return ["--no-epoch-checkpoints"]
 
 
-def stream(cmd, log_path, prefix):
+def stream(cmd, log_path, prefix, threads=1):
     """Run ``cmd`` with its output shown on the console (prefixed) and kept in ``log_path``; its exit code."""
     with open(log_path, "a", encoding="utf-8", buffering=1) as log:  # line-buffered: tail -f works
         log.write(" ".join(cmd) + "\n")
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                env=one_thread_env())
+                                env=thread_env(threads))
         for line in proc.stdout:
             log.write(line)
             print(f"[{prefix}] {line}", end="", flush=True)
         return proc.wait()
 
 
-def generate(bin_dir, data_bin, checkpoint, out_hyp, beam, expected, subset="test", device="cpu"):
+def generate(bin_dir, data_bin, checkpoint, out_hyp, beam, expected, subset="test", device="cpu", threads=1):
     """Translate ``subset`` with ``checkpoint``; write detokenized hypotheses in corpus order."""
     cmd = [
         str(bin_dir / "fairseq-generate"), str(data_bin), "--user-dir", str(user_dir()),
@@ -118,7 +124,7 @@ def generate(bin_dir, data_bin, checkpoint, out_hyp, beam, expected, subset="tes
         *KEEP_LAST_BATCH,
     ]
     print("[generate] " + " ".join(cmd), flush=True)
-    result = subprocess.run(cmd, check=True, capture_output=True, text=True, env=one_thread_env())
+    result = subprocess.run(cmd, check=True, capture_output=True, text=True, env=thread_env(threads))
     out_hyp = Path(out_hyp)
     out_hyp.with_suffix(".generate.log").write_text(result.stdout + result.stderr, encoding="utf-8")
     hyps = {}

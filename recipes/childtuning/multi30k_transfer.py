@@ -32,6 +32,7 @@ from recipes.childtuning import run as sweep  # noqa: E402
 from recipes.common.data import DataError, Stages, atomic_path, binarize_joined  # noqa: E402
 from recipes.common.fairseq_flags import KEEP_LAST_BATCH  # noqa: E402
 from recipes.common.plot import read_valid_stats  # noqa: E402
+from recipes.common.progress import EpochProgress  # noqa: E402
 from recipes.common.settings import check_same_config  # noqa: E402
 from recipes.translation.multi30k.pipeline import (  # noqa: E402
     LABEL_SMOOTHING, stream, train_command, transformer_flags,
@@ -93,8 +94,8 @@ def pretrain(workdir, cfg, bin_dir):
     save = workdir / "pretrain"
     save.mkdir(exist_ok=True)
     cmd = pretrain_command(workdir, cfg, bin_dir)
-    print("[pretrain] " + shlex.join(map(str, cmd)), flush=True)
-    if stream(cmd, save / "train.log", "pretrain") != 0:
+    print(f"[pretrain] fairseq-train, its whole log in {save / 'train.log'}", flush=True)
+    if stream(cmd, save / "train.log", "pretrain", progress=EpochProgress(cfg["pre_epochs"])) != 0:
         raise SystemExit(f"pre-training failed; see {save / 'train.log'}")
 
 

@@ -114,7 +114,7 @@ def run_jobs(jobs, parallel, dry_run):
         else:
             todo.append((str(log), cmd, log))
     if todo:
-        common_run_jobs(todo, parallel, on_done=lambda _name, log, _seconds: Path(f"{log}.done").touch(),
+        common_run_jobs(todo, parallel, on_done=lambda _name, log, _seconds: Path(f"{log}.done").touch(), echo=True,
                         env={"PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}, cwd=REPO)
 
 

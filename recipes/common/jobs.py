@@ -12,30 +12,42 @@ import threading
 import time
 from pathlib import Path
 
+from recipes.common.progress import EpochProgress
+
+
+def _flag_value(cmd, flag):
+    """The integer after ``flag`` in ``cmd``, or None."""
+    if flag in cmd[:-1]:
+        return int(cmd[cmd.index(flag) + 1])
+    return None
+
 
 class _Running:
     def __init__(self, name, cmd, log, env, echo, cwd):
         self.name, self.log, self.start = name, log, time.time()
         log.parent.mkdir(parents=True, exist_ok=True)
-        print(f"[{name}] $ {shlex.join(cmd)}", flush=True)
+        print(f"[{name}] started, its whole log in {log}", flush=True)
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
                                      cwd=cwd)
         self.pump = threading.Thread(target=self._copy, args=(echo,), daemon=True)
         self.pump.start()
 
     def _copy(self, echo):
+        cmd = list(self.proc.args)
+        progress = EpochProgress(_flag_value(cmd, "--max-epoch"), _flag_value(cmd, "--patience") or 0)
         with open(self.log, "w", encoding="utf-8", buffering=1) as f:
-            f.write(shlex.join(self.proc.args) + "\n")  # the log says what made it
+            f.write(shlex.join(cmd) + "\n")  # the log says what made it
             for line in self.proc.stdout:
                 f.write(line)
-                if echo:
-                    print(f"[{self.name}] {line}", end="", flush=True)
+                shown = progress.feed(line) if echo else None
+                if shown:
+                    print(f"[{self.name}] {shown}", flush=True)
 
 
 def run_jobs(jobs, parallel, on_done=None, echo=False, env=None, cwd=None):
     """Run each ``(name, cmd, log)`` job, up to ``parallel`` at a time in list order, the next
     starting as soon as one ends. A job's log holds its command line, then its output (``echo``:
-    printed too, each line prefixed ``[name]``). ``on_done(name, log, seconds)`` follows each success.
+    one line per epoch on the console too, prefixed ``[name]``: ``progress.py``). ``on_done(name, log, seconds)`` follows each success.
     A failure stops the jobs still running and exits naming the failed job's log and showing its
     end; the jobs not yet started never start. ``env``: variables added to the environment."""
     base = dict(os.environ, **(env or {}), PYTHONUNBUFFERED="1")

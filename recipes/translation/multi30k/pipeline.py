@@ -101,16 +101,28 @@ def epoch_checkpoint_flags(cfg):
     return ["--no-epoch-checkpoints"]
 
 
-def stream(cmd, log_path, prefix, threads=1):
-    """Run ``cmd`` with its output shown on the console (prefixed) and kept in ``log_path``; its exit code."""
+def stream(cmd, log_path, prefix, threads=1, progress=None):
+    """Run ``cmd`` with its whole output kept in ``log_path`` (appended: a resumed run keeps its
+    history) and one line per epoch on the console from ``progress`` (an ``EpochProgress``); on a
+    failure the log's last lines are shown. Returns the exit code."""
+    log_path = Path(log_path)
+    if progress is not None and log_path.exists():
+        progress.replay(log_path.read_text(encoding="utf-8", errors="replace").splitlines())
     with open(log_path, "a", encoding="utf-8", buffering=1) as log:  # line-buffered: tail -f works
         log.write(" ".join(cmd) + "\n")
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                 env=thread_env(threads))
+        tail = []
         for line in proc.stdout:
             log.write(line)
-            print(f"[{prefix}] {line}", end="", flush=True)
-        return proc.wait()
+            tail = (tail + [line])[-20:]
+            shown = progress.feed(line) if progress is not None else line.rstrip("\n")
+            if shown:
+                print(f"[{prefix}] {shown}", flush=True)
+        code = proc.wait()
+    if code != 0:
+        print(f"[{prefix}] failed (exit {code}); the end of {log_path}:\n" + "".join(tail), end="", flush=True)
+    return code
 
 
 def generate(bin_dir, data_bin, checkpoint, out_hyp, beam, expected, subset="test", device="cpu", threads=1):

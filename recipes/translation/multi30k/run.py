@@ -29,6 +29,7 @@ from recipes.common.bleu import sacrebleu_score  # noqa: E402
 from recipes.common.data import DataError, Stages  # noqa: E402
 from recipes.common.settings import apply_overrides, check_same_config  # noqa: E402
 from recipes.common.plot import plot_train_valid, read_valid_stats  # noqa: E402
+from recipes.common.progress import EpochProgress  # noqa: E402
 
 # ---- Hyperparameters -------------------------------------------------------------------------------
 # R-Drop pays where the baseline over-fits (the paper: IWSLT14, dropout 0.3, long training). "main",
@@ -99,9 +100,10 @@ def train_and_translate(bin_dir, data_bin, run_dir, cfg, run, seed, stages, n_te
     else:
         run_dir.mkdir(parents=True, exist_ok=True)
         cmd = train_command(bin_dir, data_bin, run_dir, cfg, run, seed, device)
-        print(f"[stage] train-{tag}: " + " ".join(cmd), flush=True)
+        print(f"[stage] train-{tag}: fairseq-train, its whole log in {run_dir / 'train.log'}", flush=True)
         start = time.time()
-        code = stream(cmd, run_dir / "train.log", f"{run} s{seed}", threads)
+        progress = EpochProgress(cfg["max_epoch"], cfg.get("patience", 0))
+        code = stream(cmd, run_dir / "train.log", f"{run} s{seed}", threads, progress)
         if code != 0:
             raise SystemExit(f"fairseq-train for {tag} failed (exit {code}); see {run_dir / 'train.log'}")
         # Added to what an interrupted earlier attempt spent, so a resumed run reports its total.

@@ -1,0 +1,93 @@
+"""One readable line per epoch from fairseq's JSON log, for recipes that run fairseq-train.
+
+fairseq-train with ``--log-format json`` prints, per epoch, a ``| train |`` summary line and a
+``| valid |`` line (plus, every few updates, ``train_inner`` lines). The recipes keep all of that
+in each run's log file and show a person only
+
+    [rdrop s1] epoch 12/200 | train 4.123 | valid 4.567 (best 4.550, epoch 10) | valid bleu 35.21 |
+               41m12s, 3.4 min/epoch, <= 11h left (stops after 5 epochs without improvement: 2 so far)
+
+where the time left is an estimate from this process's epochs (an upper bound when --patience
+may end the run sooner).
+"""
+import json
+import time
+
+
+def _json_payload(line, marker):
+    if marker not in line:
+        return None
+    start = line.find("{")
+    if start < 0:
+        return None
+    try:
+        return json.loads(line[start:])
+    except json.JSONDecodeError:
+        return None
+
+
+def format_duration(seconds):
+    seconds = max(0, int(round(seconds)))
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    return f"{minutes}m{seconds:02d}s"
+
+
+class EpochProgress:
+    """Feed it fairseq's output lines; it returns a progress line after each validation."""
+
+    def __init__(self, max_epoch=None, patience=0, clock=time.monotonic):
+        self.max_epoch, self.patience, self.clock = max_epoch, patience, clock
+        self.start = clock()
+        self.first_epoch = None  # the first epoch this process trained (a resumed run starts later)
+        self.train_loss = None
+        self.best = None  # (valid loss, epoch)
+        self.since_best = 0
+
+    def replay(self, lines):
+        """Take in an earlier attempt's log (a resumed run): the best epoch so far and the count
+        without improvement carry on; the timing counts this process's epochs only."""
+        for line in lines:
+            self.feed(line)
+        self.first_epoch, self.start = None, self.clock()
+
+    def feed(self, line):
+        """The progress line for ``line`` if it is a validation line, else None."""
+        train = _json_payload(line, "| train |")
+        if train is not None and "train_loss" in train:
+            self.train_loss = float(train["train_loss"])
+            return None
+        valid = _json_payload(line, "| valid |")
+        if valid is None or "valid_loss" not in valid:
+            return None
+        epoch, loss = int(valid["epoch"]), float(valid["valid_loss"])
+        if self.first_epoch is None:
+            self.first_epoch = epoch
+        if self.best is None or loss < self.best[0]:  # as fairseq's --patience counts
+            self.best, self.since_best = (loss, epoch), 0
+        else:
+            self.since_best += 1
+        return self._line(epoch, loss, valid.get("valid_bleu"))
+
+    def _line(self, epoch, loss, bleu):
+        of = f"/{self.max_epoch}" if self.max_epoch else ""
+        parts = [f"epoch {epoch}{of}"]
+        if self.train_loss is not None:
+            parts.append(f"train {self.train_loss:.3f}")
+        parts.append(f"valid {loss:.3f} (best {self.best[0]:.3f}, epoch {self.best[1]})")
+        if bleu is not None:
+            parts.append(f"valid bleu {float(bleu):.2f}")
+        elapsed = self.clock() - self.start
+        done = epoch - self.first_epoch + 1
+        per_epoch = elapsed / done
+        timing = f"{format_duration(elapsed)}, {per_epoch / 60:.1f} min/epoch"
+        if self.max_epoch:
+            left = per_epoch * (self.max_epoch - epoch)
+            timing += f", {'<= ' if self.patience else '~'}{format_duration(left)} left"
+        if self.patience:
+            timing += (f" (stops after {self.patience} epochs without improvement: "
+                       f"{self.since_best} so far)")
+        parts.append(timing)
+        return " | ".join(parts)

@@ -1,0 +1,76 @@
+"""The recipes' one-line-per-epoch progress (recipes/common/progress.py) from fairseq's JSON log,
+and the job pool's use of it."""
+import sys
+
+from recipes.common.progress import EpochProgress, format_duration
+
+# the lines fairseq-train prints with --log-format json (shortened to the fields read here)
+TRAIN = ('2026-12-04 16:40:01 | INFO | train | {"epoch": %d, "train_loss": "%s", "train_nll_loss": "3.1", '
+         '"train_wall": "170"}')
+VALID = ('2026-12-04 16:40:09 | INFO | valid | {"epoch": %d, "valid_loss": "%s", "valid_nll_loss": "3.2", '
+         '"valid_bleu": "35.2", "valid_best_loss": "4.5"}')
+INNER = '2026-12-04 16:39:00 | INFO | train_inner | {"epoch": 1, "update": 0.5, "loss": "9.1"}'
+
+
+class Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def epoch_lines(progress, clock, epoch, train, valid, seconds):
+    clock.now += seconds
+    assert progress.feed(INNER) is None and progress.feed(TRAIN % (epoch, train)) is None
+    return progress.feed(VALID % (epoch, valid))
+
+
+def test_one_line_per_validation_with_best_epoch_and_time_left():
+    clock = Clock()
+    progress = EpochProgress(max_epoch=10, clock=clock)
+    line = epoch_lines(progress, clock, 1, "6.5", "5.0", 120)
+    assert line == ("epoch 1/10 | train 6.500 | valid 5.000 (best 5.000, epoch 1) | valid bleu 35.20 | "
+                    "2m00s, 2.0 min/epoch, ~18m00s left")
+    line = epoch_lines(progress, clock, 2, "5.5", "5.2", 180)  # worse: the best stays at epoch 1
+    assert "valid 5.200 (best 5.000, epoch 1)" in line and "5m00s, 2.5 min/epoch, ~20m00s left" in line
+    assert progress.feed("some other line {not json") is None
+
+
+def test_patience_counts_as_fairseq_does_and_bounds_the_time_left():
+    clock = Clock()
+    progress = EpochProgress(max_epoch=200, patience=3, clock=clock)
+    epoch_lines(progress, clock, 1, "6.0", "5.000", 60)
+    line = epoch_lines(progress, clock, 2, "5.0", "5.000", 60)  # equal is no improvement (strict <)
+    assert line.endswith("<= 3h18m left (stops after 3 epochs without improvement: 1 so far)")
+    line = epoch_lines(progress, clock, 3, "4.0", "4.900", 60)
+    assert "(best 4.900, epoch 3)" in line and line.endswith("0 so far)")
+
+
+def test_a_resumed_run_keeps_its_best_and_times_only_its_own_epochs():
+    clock = Clock()
+    progress = EpochProgress(max_epoch=20, patience=5, clock=clock)
+    earlier = [TRAIN % (1, "6"), VALID % (1, "5.0"), TRAIN % (2, "5"), VALID % (2, "5.1")]
+    clock.now = 1000.0  # time spent before the resume does not count
+    progress.replay(earlier)
+    line = epoch_lines(progress, clock, 3, "4.5", "5.05", 90)
+    assert "valid 5.050 (best 5.000, epoch 1)" in line and "2 so far" in line
+    assert "1m30s, 1.5 min/epoch, <= 25m30s left" in line
+
+
+def test_format_duration():
+    assert format_duration(59.6) == "1m00s" and format_duration(3600 * 2 + 61) == "2h01m"
+
+
+def test_job_pool_prints_progress_lines_and_keeps_the_whole_log(tmp_path, capsys):
+    from recipes.common.jobs import run_jobs
+
+    script = tmp_path / "fake_train.py"
+    script.write_text("print(%r)\nprint(%r)\nprint(%r)\n" % (INNER, TRAIN % (1, "6.5"), VALID % (1, "5.0")))
+    log = tmp_path / "job.log"
+    run_jobs([("job", [sys.executable, script, "--max-epoch", "4", "--patience", "2"], log)], parallel=1, echo=True)
+    printed = capsys.readouterr().out
+    assert f"[job] started, its whole log in {log}" in printed
+    assert "[job] epoch 1/4 | train 6.500 | valid 5.000 (best 5.000, epoch 1)" in printed
+    assert "train_inner" not in printed  # fairseq's raw lines stay in the log
+    assert "train_inner" in log.read_text() and "--max-epoch 4" in log.read_text().splitlines()[0]

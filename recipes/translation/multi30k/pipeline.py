@@ -76,7 +76,9 @@ def train_command(bin_dir, data_bin, save_dir, cfg, run, seed, device="cpu"):
         cmd += ["--criterion", "label_smoothed_cross_entropy"]
     if cfg["eval_bleu"]:  # greedy validation BLEU after each epoch, logged as valid_bleu
         cmd += [
-            "--eval-bleu", "--eval-bleu-args", '{"beam": 1}', "--eval-bleu-detok", "space",
+            # the length caps of generate() below: an early model's babble costs minutes otherwise
+            "--eval-bleu", "--eval-bleu-args", '{"beam": 1, "max_len_a": 1.2, "max_len_b": 10}',
+            "--eval-bleu-detok", "space",
             "--eval-bleu-remove-bpe", "sentencepiece",
         ]
         if cfg.get("text") == "tok":  # tokenised lowercased text: sacreBLEU -tok none, as test is scored

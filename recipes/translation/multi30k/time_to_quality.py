@@ -1,0 +1,84 @@
+"""Time to quality: how soon R-Drop reaches the baseline's best, from the two runs' training logs.
+
+    python recipes/translation/multi30k/time_to_quality.py --workdir ~/runs/full29k [--seed 1]
+
+For validation loss (and greedy validation BLEU, where the runs logged it with --eval-bleu): the
+baseline's best value and the wall time at which its epoch ended; the first epoch at which R-Drop
+is at least as good and its wall time; and the ratio of the two times (below 1: R-Drop gets there
+sooner). Wall time is fairseq's own ``wall`` meter at the end of each epoch's training (it counts
+the earlier epochs' validations too and carries on across a resume); the two runs must have
+trained on the same hardware, one at a time, for the ratio to mean anything.
+"""
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
+from recipes.common.plot import read_epoch_stats, read_valid_stats  # noqa: E402
+
+# metric -> True where larger is better
+METRICS = {"valid_loss": False, "valid_bleu": True}
+
+
+def epoch_wall_times(log):
+    """{epoch: seconds of wall time when that epoch's training ended}."""
+    return {s["epoch"]: s["wall"] for s in read_epoch_stats(log, "train_loss") if "wall" in s}
+
+
+def first_epoch_reaching(stats, metric, target, larger_is_better):
+    for s in stats:
+        if metric in s and (s[metric] >= target if larger_is_better else s[metric] <= target):
+            return s["epoch"]
+    return None
+
+
+def time_to_quality(baseline_log, rdrop_log):
+    """One dict per metric both logs have: the baseline's best, R-Drop's first epoch reaching it,
+    both wall times and their ratio (None where R-Drop never reaches it)."""
+    base_stats, rdrop_stats = read_valid_stats(baseline_log), read_valid_stats(rdrop_log)
+    base_wall, rdrop_wall = epoch_wall_times(baseline_log), epoch_wall_times(rdrop_log)
+    rows = []
+    for metric, larger in METRICS.items():
+        if not any(metric in s for s in base_stats) or not any(metric in s for s in rdrop_stats):
+            continue
+        values = [s for s in base_stats if metric in s]
+        best_value = (max if larger else min)(s[metric] for s in values)
+        # the earliest epoch with that value: the time at which that quality was first there
+        best = next(s for s in values if s[metric] == best_value)
+        epoch = first_epoch_reaching(rdrop_stats, metric, best_value, larger)
+        row = dict(metric=metric, baseline_best=best[metric], baseline_epoch=best["epoch"],
+                   baseline_seconds=base_wall[best["epoch"]], rdrop_epoch=epoch,
+                   rdrop_seconds=rdrop_wall[epoch] if epoch is not None else None)
+        row["ratio"] = row["rdrop_seconds"] / row["baseline_seconds"] if epoch is not None else None
+        rows.append(row)
+    return rows
+
+
+def format_rows(rows):
+    lines = ["| quality | baseline's best | its epoch | baseline time | R-Drop first reaches it | R-Drop time "
+             "| time ratio |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        reached = (f"epoch {r['rdrop_epoch']} | {r['rdrop_seconds'] / 60:.0f} min | {r['ratio']:.2f}"
+                   if r["rdrop_epoch"] is not None else "never | - | -")
+        lines.append(f"| {r['metric'].replace('_', ' ')} | {r['baseline_best']:g} | {r['baseline_epoch']} "
+                     f"| {r['baseline_seconds'] / 60:.0f} min | {reached} |")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workdir", type=Path, required=True, help="a run.py work folder with both runs trained")
+    parser.add_argument("--seed", type=int, default=1, help="which seed's runs (default: %(default)s)")
+    args = parser.parse_args(argv)
+    seed_dir = args.workdir / "runs" / f"seed{args.seed}"
+    logs = [seed_dir / run / "train.log" for run in ("baseline", "rdrop")]
+    for log in logs:
+        if not log.is_file():
+            parser.error(f"{log} not found: train both runs of seed {args.seed} with run.py first")
+    rows = time_to_quality(*logs)
+    print(format_rows(rows))
+    return rows
+
+
+if __name__ == "__main__":
+    main()

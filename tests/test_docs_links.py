@@ -1,6 +1,7 @@
 """The Markdown pages (README, docs/, recipes/, benchmarks/) point at things that exist: every
 relative link and image names a file of the repository, every #anchor a heading of the page it
 names (GitHub's heading ids), and every `--setting NAME` a setting of a recipe."""
+import os
 import re
 from pathlib import Path
 
@@ -14,11 +15,10 @@ LINK = re.compile(r"!?\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
 
 def pages():
     found = []
-    for path in sorted(REPO.rglob("*.md")):
-        parts = path.relative_to(REPO).parts
-        if not any(p.startswith(".") or p in SKIP_DIRS for p in parts[:-1]):
-            found.append(path)
-    return found
+    for folder, dirs, files in os.walk(REPO):
+        dirs[:] = [d for d in dirs if not d.startswith(".") and d not in SKIP_DIRS]  # .venv, .git
+        found += [Path(folder) / name for name in files if name.endswith(".md")]
+    return sorted(found)
 
 
 def prose(path):

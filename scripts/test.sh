@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Sets up ./.venv (scripts/setup.sh) and runs the whole test suite (~15 min on 2 cores).
+# Sets up ./.venv (scripts/setup.sh) and runs the whole test suite (about 12 min on 2 cores).
 # VENV and PYTHON choose another environment, as for setup.sh, e.g. the Python 3.10 +
 # fairseq 0.12.2 one: PYTHON=python3.10 VENV=.venv310 bash scripts/test.sh
 # Data-dependent tests read RDROP_DATA_DIR, defaulting to ../shared/data beside the repo; without

@@ -2,7 +2,7 @@
 
 The shared data folder holds the WIT3 dev/test xml files and what the perl pipeline made of them
 (tokenized + lowercased tmp/ files, and the BPE'd test/valid with the BPE code it learned).  The
-training split is not there (no internet here), so learn-bpe and cleaning are checked on the
+training split is not there, so learn-bpe and cleaning are checked on the
 stand-in --smoke corpus and against the perl scripts' documented rules.
 """
 

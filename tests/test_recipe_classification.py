@@ -63,7 +63,7 @@ TINY_ROBERTA = ["--arch", "roberta", "--encoder-layers", "1", "--encoder-embed-d
 @pytest.fixture(scope="module")
 def tiny_pretrained(tmp_path_factory, shared_data):
     """A RoBERTa-architecture checkpoint from a few masked_lm updates on a WikiText-2 slice:
-    what the GLUE recipe restores instead of the public checkpoint (no download here)."""
+    what the GLUE recipe restores instead of the public checkpoint (the tests download nothing)."""
     work = tmp_path_factory.mktemp("pretrain")
     lines = (shared_data / "wikitext-2" / "wiki.train.tokens").read_text(encoding="utf-8").splitlines()
     (work / "train.txt").write_text("\n".join(l for l in lines[:400] if l.strip()) + "\n", encoding="utf-8")

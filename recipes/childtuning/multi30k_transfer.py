@@ -1,7 +1,7 @@
 """ChildTuning on a sequence task: a small Multi30k De->En transformer pre-trained on one slice of
 the training set, then fine-tuned on another, disjoint slice five ways (recipes/childtuning/run.py).
 
-    RDROP_DATA_DIR=../shared/data python recipes/childtuning/multi30k_transfer.py --setting cpu --seeds 1 2
+    python recipes/childtuning/multi30k_transfer.py --setting cpu --seeds 1 2
 
 Stages (resumable: a marker in WORKDIR/stages per finished stage; fairseq resumes an interrupted
 pre-training from its checkpoint_last.pt, run.py skips finished runs):

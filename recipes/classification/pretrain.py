@@ -1,10 +1,9 @@
 """Pre-train the small encoder of the CPU evidence with masked_lm, so that the sentence-level
 runs can fine-tune a pre-trained model, as the R-Drop paper (GLUE) and ChildTuning do.
 
-    RDROP_DATA_DIR=../shared/data python recipes/classification/pretrain.py --setting cpu
+    python recipes/classification/pretrain.py --setting cpu
 
-No pre-trained weights can be downloaded on the project's machines, so the encoder (model.py's
-2-layer d = 128 RoBERTa) learns masked-word prediction here on unlabeled text: WikiText-2's
+The encoder (model.py's 2-layer d = 128 RoBERTa) learns masked-word prediction on unlabeled text: WikiText-2's
 training split plus the *inputs* (never the labels, never a dev sentence) of the three tasks'
 training sets, all lowercased and word-tokenized as prepare.py tokenizes the tasks. One word
 dictionary over that text serves pre-training and every fine-tuning (prepare.py's ``srcdict``).

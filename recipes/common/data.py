@@ -66,7 +66,7 @@ def cache_dir():
 def download(url, dest, sha256):
     """Fetch ``url`` to ``dest`` via ``dest.part``; rename only after the sha256 matches.
 
-    ``sha256=None`` is for files whose checksum nobody could pin yet (the callers print the
+    ``sha256=None`` is for files whose checksum is not pinned (the callers print the
     sha256 of what they got instead); the .part-then-rename rule still holds.
     """
     dest = Path(dest)

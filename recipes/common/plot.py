@@ -82,8 +82,24 @@ def plot_runs(curves, out_png, title="", metrics=("valid_loss", "valid_bleu")):
     return out_png
 
 
-def plot_train_valid(logs, out_png, title=""):
-    """The R-Drop paper's Figure 2 view: train and validation loss per epoch, one colour per run.
+def closeup_window(curves):
+    """The close-up of validation curves: (first epoch, y low, y high) over the second half of the
+    epochs, where over-fitting shows; ``curves``: name -> [(epoch, loss), ...].
+
+    A y-axis that also holds the first epochs (and the train loss) spans several units of loss and
+    flattens the hundredths by which an over-fitting validation loss rises.
+    """
+    last = max(epoch for points in curves.values() for epoch, _ in points)
+    first = (last + 2) // 2  # epochs 6-10 of 10, 14-26 of 26; the only epoch of a 1-epoch run
+    values = [loss for points in curves.values() for epoch, loss in points if epoch >= first]
+    low, high = min(values), max(values)
+    pad = max(high - low, 1e-3) * 0.08
+    return first, low - pad, high + pad
+
+
+def train_valid_figure(logs, title=""):
+    """The R-Drop paper's Figure 2 view (train and validation loss per epoch, one colour per run),
+    beside a close-up of the validation losses over the second half of training.
 
     ``logs``: run name -> fairseq json train.log. Both losses are per target token of one copy
     (the plugin logs R-Drop's train loss without the KL term), so the curves are comparable.
@@ -94,20 +110,38 @@ def plot_train_valid(logs, out_png, title=""):
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
-    fig, ax = plt.subplots(figsize=(6.5, 4))
+    fig, (ax, close) = plt.subplots(1, 2, figsize=(11, 4))
+    valid = {}
     for i, (name, log) in enumerate(logs.items()):
         colour = f"C{i}"
         for key, style, label in (("train_loss", "--", "train"), ("valid_loss", "-", "valid")):
             stats = read_epoch_stats(log, key)
             ax.plot([s["epoch"] for s in stats], [s[key] for s in stats], style, color=colour,
                     marker="o" if key == "valid_loss" else None, markersize=3, label=f"{name} {label}")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("epoch")
+        valid[name] = [(s["epoch"], s["valid_loss"]) for s in read_epoch_stats(log, "valid_loss")]
+        close.plot(*zip(*valid[name]), "-", color=colour, marker="o", markersize=3, label=f"{name} valid")
+    first, low, high = closeup_window(valid)
+    last = max(epoch for points in valid.values() for epoch, _ in points)
+    close.set_xlim(first - 0.5, last + 0.5)
+    close.set_ylim(low, high)
     ax.set_ylabel("label-smoothed loss per token (base 2)")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    ax.set_title(title, fontsize=10)
+    ax.set_title("all epochs, train loss dashed", fontsize=10)
+    close.set_title(f"validation loss, epochs {first}-{last}", fontsize=10)
+    for axis in (ax, close):
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axis.set_xlabel("epoch")
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize="small")
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
+    return fig
+
+
+def plot_train_valid(logs, out_png, title=""):
+    """Save ``train_valid_figure(logs, title)`` as a PNG; returns its path."""
+    import matplotlib.pyplot as plt
+
+    fig = train_valid_figure(logs, title)
     out_png = Path(out_png)
     out_png.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out_png, dpi=80)

@@ -33,14 +33,15 @@ from recipes.common import moses  # noqa: E402
 SRC, TGT = "de", "en"
 PAIR = "de-en"
 TGZ_URL = "https://dl.fbaipublicfiles.com/fairseq/data/iwslt14/de-en.tgz"
-# The sha256 of de-en.tgz could not be determined on the machine this recipe was written on (no
-# internet). Pin it with IWSLT14_TGZ_SHA256 once you have it; until then the download is checked
-# through the ten dev/test xml files inside it, whose sha256 are known (below).
+# No verified sha256 of de-en.tgz is known to this recipe. Pin it with IWSLT14_TGZ_SHA256 once you
+# have it; until then the download is checked through the ten dev/test xml files inside it, whose
+# sha256 are known (below).
 TGZ_SHA256_ENV = "IWSLT14_TGZ_SHA256"
-# Two cross-checks that do not need the archive's sha256, both from public sources, not measured here:
+# Two cross-checks that do not need the archive's sha256, both from public sources, not confirmed
+# independently:
 # the md5 of de-en.tgz that another project's download script checks, and the split sizes that
 # fairseq's prepare-iwslt14.sh gives (fairseq logs "160239 examples" for train, 7283 for valid).
-# A mismatch prints a warning, not an error: neither could be confirmed on this machine.
+# A mismatch prints a warning, not an error: neither value is verified.
 REPORTED_TGZ_MD5 = "10936dfdf616504ddbd844e91b94ef4a"
 REPORTED_SPLIT_SIZES = {"train": 160239, "valid": 7283, "test": 6750}
 # The test set, in the order prepare-iwslt14.sh concatenates it.

@@ -9,8 +9,7 @@ LR=${LR:-1e-3}
 WARMUP_UPDATES=${WARMUP_UPDATES:-6000}
 WEIGHT_DECAY=${WEIGHT_DECAY:-0.0}
 DROPOUT=${DROPOUT:-0.1}
-# The paper's update count for WMT14 is not in the material this recipe was written from; 300k is
-# the IWSLT script's figure. Watch validation BLEU and set MAX_UPDATE to your budget.
+# The recipe does not know the paper's update count for WMT14; 300k is the IWSLT script's figure. Watch validation BLEU and set MAX_UPDATE to your budget.
 MAX_UPDATE=${MAX_UPDATE:-300000}
 SEED=${SEED:-1}
 EVAL_BLEU_ARGS=${EVAL_BLEU_ARGS:-'{"beam": 4, "lenpen": 0.6, "max_len_a": 1.2, "max_len_b": 10}'}

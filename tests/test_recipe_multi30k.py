@@ -2,6 +2,7 @@
 extract -> sentencepiece -> fairseq-preprocess -> baseline and R-Drop training with the plugin ->
 beam search on test -> sacreBLEU -> table and plot; then a rerun that resumes with nothing to redo."""
 
+import json
 import math
 
 import pytest
@@ -89,6 +90,48 @@ def test_tiny_pipeline_trains_both_runs_generates_and_scores(shared_data, tmp_pa
     assert "| other | 20 |" in printed
     hyps = (work / "extra_tests" / "other" / "rdrop.seed2.hyp").read_text().splitlines()
     assert len(hyps) == 20
+
+    # Without references (the blind test sets): each run's translations, nothing scored.
+    blind = tmp_path / "blind"
+    assert score.main(["--workdir", str(work), "--src", str(src), "--name", "unseen", "--out", str(blind)]) == {}
+    for run_name in ("baseline", "rdrop"):
+        assert len((blind / run_name / "unseen.hyp").read_text().splitlines()) == 20
+    assert not (work / "extra_tests" / "unseen" / "data-bin" / "test.de-en.en.bin").exists()
+    with pytest.raises(SystemExit):  # neither references nor an output folder: refused
+        score.main(["--workdir", str(work), "--src", str(src)])
+
+
+def test_full_data_path_on_a_slice(shared_data, tmp_path, monkeypatch, capsys):
+    """full29k's path on 300 pairs: tokenised lowercased text, BPE, runs one at a time ended by
+    --patience, greedy valid BLEU per epoch, the detokenised scores, valid BLEU, time to quality."""
+    monkeypatch.setenv("RDROP_DATA_DIR", str(shared_data))
+    from recipes.translation.multi30k import run
+    full = run.SETTINGS["full29k"]
+    monkeypatch.setitem(run.SETTINGS, "tiny", dict(
+        run.SETTINGS["tiny"], text=full["text"], spm_type=full["spm_type"], max_epoch=30, patience=1,
+        eval_bleu=True, score_valid=True, sequential=True, max_tokens=8000, lr=1e-12))
+    work = tmp_path / "w"
+    per_seed = run.main(["--setting", "tiny", "--workdir", str(work)])
+    printed = capsys.readouterr().out
+
+    # lr 1e-12: the validation loss never improves after epoch 1, so --patience 1 ends both at epoch 2
+    for row in per_seed[1]:
+        assert (row["best_epoch"], row["epochs"], row["stopped_by"]) == (2, 2, "patience") or \
+            (row["epochs"], row["stopped_by"]) == (2, "patience")
+        assert 0 <= row["detok_cased"] <= row["detok_lc"] <= 100 and 0 <= row["valid_bleu"] <= 100
+    base_log, rdrop_log = (work / "runs" / "seed1" / r / "train.log" for r in ("baseline", "rdrop"))
+    for log in (base_log, rdrop_log):
+        text = log.read_text()
+        assert "--eval-tokenized-bleu" in text.splitlines()[0] and '"valid_bleu"' in text
+    # one run at a time: R-Drop started after the baseline's last line
+    assert base_log.read_text().splitlines()[-1][:19] <= rdrop_log.read_text().splitlines()[1][:19]
+    assert "| test BLEU detok. lc | detok. cased | valid BLEU |" in printed and "(patience)" in printed
+    assert "tok:none" in printed and "time to quality (seed 1):" in printed
+    # the console shows one progress line per epoch, not fairseq's log
+    assert "[baseline s1] epoch 2/30 | train " in printed and "train_inner" not in printed
+    speed = json.loads((work / "results.json").read_text())["time_to_quality"]
+    assert [r["metric"] for r in speed] == ["valid_loss", "valid_bleu"]
+    assert len((work / "runs" / "seed1" / "rdrop" / "valid.hyp").read_text().splitlines()) == 100
 
 
 def test_score_rejects_mismatched_files(tmp_path):

@@ -21,9 +21,10 @@ class Clock:
 
 
 def epoch_lines(progress, clock, epoch, train, valid, seconds):
+    """fairseq's order: inner train lines, the epoch's validation, then its train summary."""
     clock.now += seconds
-    assert progress.feed(INNER) is None and progress.feed(TRAIN % (epoch, train)) is None
-    return progress.feed(VALID % (epoch, valid))
+    assert progress.feed(INNER) is None and progress.feed(VALID % (epoch, valid)) is None
+    return progress.feed(TRAIN % (epoch, train))
 
 
 def test_one_line_per_validation_with_best_epoch_and_time_left():
@@ -35,6 +36,8 @@ def test_one_line_per_validation_with_best_epoch_and_time_left():
     line = epoch_lines(progress, clock, 2, "5.5", "5.2", 180)  # worse: the best stays at epoch 1
     assert "valid 5.200 (best 5.000, epoch 1)" in line and "5m00s, 2.5 min/epoch, ~20m00s left" in line
     assert progress.feed("some other line {not json") is None
+    # an epoch without validation (--disable-validation) still gets its line
+    assert progress.feed(TRAIN % (3, "5.0")).startswith("epoch 3/10 | train 5.000 | ")
 
 
 def test_patience_counts_as_fairseq_does_and_bounds_the_time_left():
@@ -50,7 +53,7 @@ def test_patience_counts_as_fairseq_does_and_bounds_the_time_left():
 def test_a_resumed_run_keeps_its_best_and_times_only_its_own_epochs():
     clock = Clock()
     progress = EpochProgress(max_epoch=20, patience=5, clock=clock)
-    earlier = [TRAIN % (1, "6"), VALID % (1, "5.0"), TRAIN % (2, "5"), VALID % (2, "5.1")]
+    earlier = [VALID % (1, "5.0"), TRAIN % (1, "6"), VALID % (2, "5.1"), TRAIN % (2, "5")]
     clock.now = 1000.0  # time spent before the resume does not count
     progress.replay(earlier)
     line = epoch_lines(progress, clock, 3, "4.5", "5.05", 90)
@@ -66,7 +69,7 @@ def test_job_pool_prints_progress_lines_and_keeps_the_whole_log(tmp_path, capsys
     from recipes.common.jobs import run_jobs
 
     script = tmp_path / "fake_train.py"
-    script.write_text("print(%r)\nprint(%r)\nprint(%r)\n" % (INNER, TRAIN % (1, "6.5"), VALID % (1, "5.0")))
+    script.write_text("print(%r)\nprint(%r)\nprint(%r)\n" % (INNER, VALID % (1, "5.0"), TRAIN % (1, "6.5")))
     log = tmp_path / "job.log"
     run_jobs([("job", [sys.executable, script, "--max-epoch", "4", "--patience", "2"], log)], parallel=1, echo=True)
     printed = capsys.readouterr().out

@@ -97,16 +97,17 @@ def tokenized_bleu(hyp_file, ref_file, compound_split=True, exact_fairseq=True):
     return scorer(hyps, refs)
 
 
-def sacrebleu_score(hyps, refs, tokenize="13a"):
+def sacrebleu_score(hyps, refs, tokenize="13a", lowercase=False):
     """(score, signature) of hypotheses against one set of references.
 
     ``tokenize`` "13a" (sacreBLEU's default) for detokenized text; "none" for text that is
     already tokenized the way the references are (e.g. Multi30k's lowercased tokenised files).
+    ``lowercase``: case-insensitive (sacreBLEU's ``-lc``).
     """
     import sacrebleu
 
     _check_lengths(hyps, refs)
-    bleu = sacrebleu.BLEU(tokenize=tokenize)
+    bleu = sacrebleu.BLEU(tokenize=tokenize, lowercase=lowercase)
     result = bleu.corpus_score(hyps, [refs])
     return result.score, str(bleu.get_signature())
 

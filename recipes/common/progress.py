@@ -42,7 +42,7 @@ class EpochProgress:
         self.max_epoch, self.patience, self.clock = max_epoch, patience, clock
         self.start = clock()
         self.first_epoch = None  # the first epoch this process trained (a resumed run starts later)
-        self.train_loss = None
+        self.valid = None  # the validation line of the epoch whose summary comes next
         self.best = None  # (valid loss, epoch)
         self.since_best = 0
 
@@ -54,34 +54,36 @@ class EpochProgress:
         self.first_epoch, self.start = None, self.clock()
 
     def feed(self, line):
-        """The progress line for ``line`` if it is a validation line, else None."""
-        train = _json_payload(line, "| train |")
-        if train is not None and "train_loss" in train:
-            self.train_loss = float(train["train_loss"])
-            return None
+        """The progress line once an epoch's summary is in, else None. fairseq logs an epoch's
+        validation first, then its ``| train |`` summary: the line comes with the latter."""
         valid = _json_payload(line, "| valid |")
-        if valid is None or "valid_loss" not in valid:
+        if valid is not None and "valid_loss" in valid:
+            loss = float(valid["valid_loss"])
+            if self.best is None or loss < self.best[0]:  # as fairseq's --patience counts
+                self.best, self.since_best = (loss, int(valid["epoch"])), 0
+            else:
+                self.since_best += 1
+            self.valid = valid
             return None
-        epoch, loss = int(valid["epoch"]), float(valid["valid_loss"])
+        train = _json_payload(line, "| train |")
+        if train is None or "train_loss" not in train:
+            return None
+        epoch = int(train["epoch"])
         if self.first_epoch is None:
             self.first_epoch = epoch
-        if self.best is None or loss < self.best[0]:  # as fairseq's --patience counts
-            self.best, self.since_best = (loss, epoch), 0
-        else:
-            self.since_best += 1
-        return self._line(epoch, loss, valid.get("valid_bleu"))
+        valid = self.valid if self.valid is not None and int(self.valid["epoch"]) == epoch else None
+        self.valid = None
+        return self._line(epoch, float(train["train_loss"]), valid)
 
-    def _line(self, epoch, loss, bleu):
+    def _line(self, epoch, train_loss, valid):
         of = f"/{self.max_epoch}" if self.max_epoch else ""
-        parts = [f"epoch {epoch}{of}"]
-        if self.train_loss is not None:
-            parts.append(f"train {self.train_loss:.3f}")
-        parts.append(f"valid {loss:.3f} (best {self.best[0]:.3f}, epoch {self.best[1]})")
-        if bleu is not None:
-            parts.append(f"valid bleu {float(bleu):.2f}")
+        parts = [f"epoch {epoch}{of}", f"train {train_loss:.3f}"]
+        if valid is not None:
+            parts.append(f"valid {float(valid['valid_loss']):.3f} (best {self.best[0]:.3f}, epoch {self.best[1]})")
+            if "valid_bleu" in valid:
+                parts.append(f"valid bleu {float(valid['valid_bleu']):.2f}")
         elapsed = self.clock() - self.start
-        done = epoch - self.first_epoch + 1
-        per_epoch = elapsed / done
+        per_epoch = elapsed / (epoch - self.first_epoch + 1)
         timing = f"{format_duration(elapsed)}, {per_epoch / 60:.1f} min/epoch"
         if self.max_epoch:
             left = per_epoch * (self.max_epoch - epoch)

@@ -24,8 +24,9 @@ sys.path.insert(0, str(REPO))
 from recipes.translation.multi30k.pipeline import (  # noqa: E402
     RUNS, best_epoch_stats, generate, run_in_threads, stream, train_command, write_average,
 )
-from recipes.translation.multi30k.prepare import prepare  # noqa: E402
-from recipes.common.bleu import sacrebleu_score  # noqa: E402
+from recipes.translation.multi30k.prepare import SPLITS, prepare, read_corpus  # noqa: E402
+from recipes.translation.multi30k.time_to_quality import format_rows as format_speed, time_to_quality  # noqa: E402
+from recipes.common.bleu import detokenize, sacrebleu_score  # noqa: E402
 from recipes.common.data import DataError, Stages  # noqa: E402
 from recipes.common.settings import apply_overrides, check_same_config  # noqa: E402
 from recipes.common.plot import plot_train_valid, read_valid_stats  # noqa: E402
@@ -130,38 +131,59 @@ def score(hyp_file, refs, tokenize):
     return sacrebleu_score(hyps, refs, tokenize=tokenize)
 
 
-def seed_rows(seed_dir, refs, tokenize, average, valid_refs=None):
+def detok_scores(hyp_file, cased_refs):
+    """Tokenised lowercased hypotheses against the corpus's raw cased references: Moses-detokenised,
+    sacreBLEU 13a, case-insensitive (``lc``) and cased (the model emits no capitals: a lower bound)."""
+    hyps = detokenize(Path(hyp_file).read_text(encoding="utf-8").splitlines(), "en")
+    return dict(detok_lc=sacrebleu_score(hyps, cased_refs, lowercase=True)[0],
+                detok_cased=sacrebleu_score(hyps, cased_refs)[0])
+
+
+def stop_reason(log_path):
+    """What ended the training: fairseq's --patience, or the epoch cap."""
+    text = Path(log_path).read_text(encoding="utf-8", errors="replace")
+    return "patience" if "early stop since valid performance hasn't improved" in text else "max epoch"
+
+
+def seed_rows(seed_dir, refs, tokenize, average, valid_refs=None, cased_refs=None):
     """One row per run (and per averaged run): BLEU, best validation loss and where it fell, and
-    the best checkpoint's valid BLEU where ``valid_refs`` are given."""
+    what ended the training; the best checkpoint's valid BLEU where ``valid_refs`` are given; the
+    detokenised scores against ``cased_refs`` where given (a setting on tokenised lowercased text)."""
     rows, signature = [], ""
     for run in RUNS:
         run_dir = seed_dir / run
         stats = read_valid_stats(run_dir / "train.log")
         best = best_epoch_stats(stats)  # the epoch of checkpoint_best.pt, which translated test
         common = dict(best_valid_loss=best["valid_loss"], nll=best["valid_nll_loss"], ppl=best["valid_ppl"],
-                      best_epoch=best["epoch"], epochs=stats[-1]["epoch"],
+                      best_epoch=best["epoch"], epochs=stats[-1]["epoch"], stopped_by=stop_reason(run_dir / "train.log"),
                       train_s=float((run_dir / "train_seconds.txt").read_text()))
         if valid_refs is not None:
             common["valid_bleu"] = score(run_dir / "valid.hyp", valid_refs, tokenize)[0]
-        bleu, signature = score(run_dir / "test.hyp", refs, tokenize)
-        rows.append(dict(run=run, bleu=bleu, **common))
-        if average:
-            bleu_avg, _ = score(run_dir / f"test.avg{average}.hyp", refs, tokenize)
-            rows.append(dict(run=f"{run} (avg last {average})", bleu=bleu_avg, **common))
+        for name, hyp_file in [(run, run_dir / "test.hyp")] + (
+                [(f"{run} (avg last {average})", run_dir / f"test.avg{average}.hyp")] if average else []):
+            bleu, signature = score(hyp_file, refs, tokenize)
+            row = dict(run=name, bleu=bleu, **common)
+            if cased_refs is not None:
+                row.update(detok_scores(hyp_file, cased_refs))
+            rows.append(row)
     return rows, signature
 
 
+# optional columns: (row key, heading, format), shown when the rows have them
+EXTRA_COLUMNS = (("detok_lc", "test BLEU detok. lc", "{:.2f}"), ("detok_cased", "detok. cased", "{:.2f}"),
+                 ("valid_bleu", "valid BLEU", "{:.2f}"))
+
+
 def format_table(rows):
-    valid = "valid_bleu" in rows[0]
-    head = ("| run | test BLEU |" + (" valid BLEU |" if valid else "")
-            + " best valid loss | valid nll | valid ppl | best epoch / epochs | train time (s) |")
-    lines = [head, "|---|---|" + ("---|" if valid else "") + "---|---|---|---|---|"]
+    extra = [c for c in EXTRA_COLUMNS if c[0] in rows[0]]
+    head = ["run", "test BLEU", *(c[1] for c in extra), "best valid loss", "valid nll", "valid ppl",
+            "best epoch / epochs", "train time (s)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        lines.append(
-            f"| {r['run']} | {r['bleu']:.2f} |" + (f" {r['valid_bleu']:.2f} |" if valid else "")
-            + f" {r['best_valid_loss']:.3f} | {r['nll']:.3f} | {r['ppl']:.2f} "
-            f"| {r['best_epoch']} / {r['epochs']} | {r['train_s']:.0f} |"
-        )
+        epochs = f"{r['best_epoch']} / {r['epochs']}" + (" (patience)" if r.get("stopped_by") == "patience" else "")
+        cells = [r["run"], f"{r['bleu']:.2f}", *(fmt.format(r[key]) for key, _, fmt in extra),
+                 f"{r['best_valid_loss']:.3f}", f"{r['nll']:.3f}", f"{r['ppl']:.2f}", epochs, f"{r['train_s']:.0f}"]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -219,10 +241,16 @@ def main(argv=None):
                              "unless --sequential)")
     parser.add_argument("--sequential", action="store_true",
                         help="train baseline and R-Drop one after the other instead of side by side")
+    parser.add_argument("--threads", type=int,
+                        help="CPU threads per fairseq process (default: all cores for one run at a time, 1 for "
+                             "runs side by side); 1 on a core of its own (taskset -c) keeps a long run's speed "
+                             "steady beside other work")
     parser.add_argument("--keep-all-epochs", action="store_true",
                         help="keep every epoch's checkpoint (to study the epoch count on validation)")
     args = parser.parse_args(argv)
     seeds = parse_seeds(args.seeds, parser)
+    if args.threads is not None and args.threads < 1:
+        parser.error(f"--threads must be >= 1, got {args.threads}")
     cfg = apply_overrides(SETTINGS[args.setting], args, parser)
     if args.average_last is not None:
         if args.average_last < 2:
@@ -255,9 +283,11 @@ def main(argv=None):
     refs = (workdir / "raw" / "test.en").read_text(encoding="utf-8").splitlines()
     valid_refs = (workdir / "raw" / "valid.en").read_text(encoding="utf-8").splitlines()
     n_valid = len(valid_refs) if cfg.get("score_valid") else 0
+    # the tokenised lowercased text is also scored detokenised against the raw cased references
+    cased_refs = read_corpus(SPLITS["test"], "en", "raw")[:len(refs)] if text == "tok" else None
     sequential = args.sequential or cfg.get("sequential", False)
     # one run at a time gets every core; side by side, one thread each
-    threads = (os.cpu_count() or 1) if sequential else 1
+    threads = args.threads or ((os.cpu_count() or 1) if sequential else 1)
     stages = Stages(workdir / "stages")
     per_seed, signature = {}, ""
     for seed in seeds:
@@ -270,7 +300,8 @@ def main(argv=None):
         ]
         for group in ([[job] for job in jobs] if sequential else [jobs]):
             run_in_threads(group)
-        per_seed[seed], signature = seed_rows(seed_dir, refs, tokenize, average, valid_refs if n_valid else None)
+        per_seed[seed], signature = seed_rows(seed_dir, refs, tokenize, average, valid_refs if n_valid else None,
+                                              cased_refs)
         print(f"\n[seed {seed}]\n{format_table(per_seed[seed])}", flush=True)
 
     first = workdir / "runs" / f"seed{seeds[0]}"
@@ -278,9 +309,13 @@ def main(argv=None):
     plot_train_valid({run: first / run / "train.log" for run in RUNS}, plot_path,
                      title=f"Multi30k De-En ({args.setting}, seed {seeds[0]}): train (dashed) and valid loss")
     summary, gains = seeds_summary(per_seed) if len(seeds) > 1 else ("", None)
+    # how soon R-Drop reaches the baseline's best, where the runs trained one at a time
+    speed = time_to_quality(*(first / run / "train.log" for run in RUNS)) if sequential else None
     (workdir / "results.json").write_text(json.dumps(
-        dict(per_seed=per_seed, signature=signature, cfg=cfg, gains=gains), indent=1))
+        dict(per_seed=per_seed, signature=signature, cfg=cfg, gains=gains, time_to_quality=speed), indent=1))
     print(f"\nsacreBLEU signature: {signature}\nplot: {plot_path}", flush=True)
+    if speed:
+        print(f"\ntime to quality (seed {seeds[0]}):\n{format_speed(speed)}", flush=True)
     if summary:
         print(f"\n{summary}", flush=True)
     rows = per_seed[seeds[0]]

@@ -2,16 +2,21 @@
 
     python recipes/translation/multi30k/score.py --workdir work/multi30k-main \
         --src my_test.de --ref my_test.en [--seed 1] [--name my_test]
+    # a source without references: translations only, one file per run
+    python recipes/translation/multi30k/score.py --workdir W --src X.de --out docs/blind/multi30k/main
 
 The German source is encoded with the work folder's sentencepiece model and binarized with its
 dictionary (``fairseq-preprocess --srcdict/--tgtdict``), both runs' best checkpoints translate it with
 the recipe's beam, and the hypotheses are scored against the references exactly as test_2016 is
 (detokenized sacreBLEU 13a; ``-tok none`` for a work folder on the corpus's tokenised text). Use it
 to check that a gain on test_2016 generalises, e.g. on Multi30k's test_2017/test_2018 or MSCOCO sets.
+``--out DIR`` also writes each run's translations to ``DIR/<run>/<name>.hyp``, as the recipe writes
+test.hyp (detokenised; on a tokenised-text work folder, tokenised lowercased), in the source's order.
 """
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -21,12 +26,13 @@ from recipes.translation.multi30k.pipeline import RUNS, generate  # noqa: E402
 from recipes.translation.multi30k.run import score  # noqa: E402
 
 
-def read_pairs(src, ref):
+def read_pairs(src, ref=None):
+    """The source lines and the reference lines (None without ``ref``), checked: same count, none empty."""
     src_lines = Path(src).read_text(encoding="utf-8").splitlines()
-    ref_lines = Path(ref).read_text(encoding="utf-8").splitlines()
-    if len(src_lines) != len(ref_lines):
+    ref_lines = Path(ref).read_text(encoding="utf-8").splitlines() if ref is not None else None
+    if ref_lines is not None and len(src_lines) != len(ref_lines):
         raise SystemExit(f"--src {src} has {len(src_lines)} lines but --ref {ref} has {len(ref_lines)}")
-    for path, lines in ((src, src_lines), (ref, ref_lines)):
+    for path, lines in ((src, src_lines), (ref, ref_lines or [])):
         for number, line in enumerate(lines, 1):
             if not line.strip():
                 raise SystemExit(f"{path}:{number}: empty line (fairseq-generate would drop it)")
@@ -34,22 +40,26 @@ def read_pairs(src, ref):
 
 
 def binarize(workdir, out, src_lines, ref_lines, bin_dir):
-    """Encode with the work folder's sentencepiece model; binarize against its dictionary."""
+    """Encode with the work folder's sentencepiece model; binarize against its dictionary (the
+    source alone where ``ref_lines`` is None: fairseq-generate translates it without targets)."""
     import sentencepiece as spm
 
     sp = spm.SentencePieceProcessor(model_file=str(workdir / "spm.model"))
     out.mkdir(parents=True, exist_ok=True)
-    for lang, lines in (("de", src_lines), ("en", ref_lines)):
+    sides = (("de", src_lines),) + ((("en", ref_lines),) if ref_lines is not None else ())
+    for lang, lines in sides:
         pieces = [" ".join(p) for p in sp.encode(lines, out_type=str)]
         (out / f"test.{lang}").write_text("\n".join(pieces) + "\n", encoding="utf-8")
     data_bin = workdir / "data-bin"
+    dicts = ["--srcdict", str(data_bin / "dict.de.txt")] + (
+        ["--tgtdict", str(data_bin / "dict.en.txt")] if ref_lines is not None else ["--only-source"])
     subprocess.run(
         [str(bin_dir / "fairseq-preprocess"), "--source-lang", "de", "--target-lang", "en",
-         "--testpref", str(out / "test"), "--destdir", str(out / "data-bin"),
-         "--srcdict", str(data_bin / "dict.de.txt"), "--tgtdict", str(data_bin / "dict.en.txt"),
-         "--workers", "1"],
+         "--testpref", str(out / "test"), "--destdir", str(out / "data-bin"), *dicts, "--workers", "1"],
         check=True, capture_output=True, text=True,
     )
+    if ref_lines is None:  # the translation task loads the target dictionary all the same
+        shutil.copyfile(data_bin / "dict.en.txt", out / "data-bin" / "dict.en.txt")
     return out / "data-bin"
 
 
@@ -57,10 +67,13 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", type=Path, required=True, help="a finished run.py work folder")
     parser.add_argument("--src", type=Path, required=True, help="German source, one sentence per line")
-    parser.add_argument("--ref", type=Path, required=True, help="English references, same line count")
+    parser.add_argument("--ref", type=Path, help="English references, same line count (without: translate only)")
+    parser.add_argument("--out", type=Path, help="also write each run's translations to OUT/<run>/<name>.hyp")
     parser.add_argument("--seed", type=int, default=1, help="which seed's models (default: %(default)s)")
     parser.add_argument("--name", help="name of the test set (default: the source file's stem)")
     args = parser.parse_args(argv)
+    if args.ref is None and args.out is None:
+        parser.error("without --ref there is nothing to score: give --out DIR for the translations")
 
     workdir = args.workdir.resolve()
     cfg = json.loads((workdir / "config.json").read_text())
@@ -79,7 +92,14 @@ def main(argv=None):
     for run in RUNS:
         hyp = out / f"{run}.seed{args.seed}.hyp"
         generate(bin_dir, data_bin, seed_dir / run / "checkpoint_best.pt", hyp, cfg["beam"], len(src_lines))
-        results[run], signature = score(hyp, ref_lines, tokenize)
+        if args.out is not None:
+            (args.out / run).mkdir(parents=True, exist_ok=True)
+            (args.out / run / f"{name}.hyp").write_bytes(hyp.read_bytes())
+        if ref_lines is not None:
+            results[run], signature = score(hyp, ref_lines, tokenize)
+    if ref_lines is None:
+        print(f"translations of {name} ({len(src_lines)} lines): " + ", ".join(str(args.out / r) for r in RUNS))
+        return results
     print(f"\n| test set | sentences | baseline BLEU | R-Drop BLEU | R-Drop - baseline |\n|---|---|---|---|---|\n"
           f"| {name} | {len(src_lines)} | {results['baseline']:.2f} | {results['rdrop']:.2f} "
           f"| {results['rdrop'] - results['baseline']:+.2f} |\n\nsacreBLEU signature: {signature}")

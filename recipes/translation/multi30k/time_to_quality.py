@@ -22,7 +22,9 @@ METRICS = {"valid_loss": False, "valid_bleu": True}
 
 def epoch_wall_times(log):
     """{epoch: seconds of wall time when that epoch's training ended}."""
-    return {s["epoch"]: s["wall"] for s in read_epoch_stats(log, "train_loss") if "wall" in s}
+    # fairseq prefixes the epoch summary's keys with "train_": its wall meter becomes "train_wall"
+    # (and the time in train steps alone "train_train_wall")
+    return {s["epoch"]: s["train_wall"] for s in read_epoch_stats(log, "train_loss")}
 
 
 def first_epoch_reaching(stats, metric, target, larger_is_better):

@@ -27,6 +27,7 @@ from recipes.translation.multi30k.pipeline import (  # noqa: E402
 from recipes.translation.multi30k.prepare import prepare  # noqa: E402
 from recipes.common.bleu import sacrebleu_score  # noqa: E402
 from recipes.common.data import DataError, Stages  # noqa: E402
+from recipes.common.fairseq_bin import fairseq_bin_dir  # noqa: E402
 from recipes.common.settings import apply_overrides, check_same_config  # noqa: E402
 from recipes.common.plot import plot_train_valid, read_valid_stats  # noqa: E402
 
@@ -237,7 +238,7 @@ def main(argv=None):
     suffix += "" if args.rdrop_alpha is None else f"-a{args.rdrop_alpha:g}"
     workdir = (args.workdir or REPO / "work" / f"multi30k-{args.setting}{suffix}").resolve()
     check_same_config(workdir, cfg)
-    bin_dir = Path(sys.executable).parent
+    bin_dir = fairseq_bin_dir()
     print(f"[multi30k] setting={args.setting} seeds={seeds} workdir={workdir}\n[multi30k] {json.dumps(cfg)}",
           flush=True)
 

@@ -86,6 +86,14 @@ SETTINGS = {
 SETTINGS["full29k-gpu"] = dict(
     SETTINGS["full29k"], layers=6, embed_dim=512, ffn_dim=1024, heads=4, lr=5e-4, warmup=4000, max_epoch=60,
 )
+# full29k-gpu's protocol (tokenised text, BPE, greedy valid BLEU each epoch, patience, the average of
+# the last checkpoints, valid scored too) on 300 training pairs with tiny's model, two minutes on the
+# CPU: what benchmarks/gpu_dry_run.sh runs in place of full29k-gpu to check a GPU machine's path.
+# Few valid and test sentences: an untrained model's greedy validation translations run to 200 tokens.
+SETTINGS["full29k-tiny"] = dict(
+    SETTINGS["full29k-gpu"], max_lines={"train": 300, "valid": 30, "test": 20}, spm_vocab=1000, layers=1,
+    embed_dim=64, ffn_dim=128, heads=2, lr=1e-3, warmup=10, max_tokens=2048, max_epoch=2, average_last=2,
+)
 DEFAULT_SEED = 1
 # ------------------------------------------------------------------------------------------------------
 

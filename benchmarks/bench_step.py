@@ -4,6 +4,7 @@
     python benchmarks/bench_step.py --quick    # smoke run (V = 10k, 16 x 32 tokens)
     python benchmarks/bench_step.py --device cuda --layers 6 --embed-dim 512 --ffn-dim 2048 \
         --heads 8 --sentences 128       # transformer-base size on a GPU (see common.py)
+    python benchmarks/bench_step.py --device cuda --fp16 ...   # the model in float16, as --fp16 trains it
 
 Model: fairseq ``transformer`` (by default 2+2 layers, d=256, 4 heads, FFN 1024, dropout 0.1,
 shared embeddings; --layers/--embed-dim/--ffn-dim/--heads change it), a TranslationTask over a Dictionary of V symbols, random tokens
@@ -14,6 +15,8 @@ shared embeddings; --layers/--embed-dim/--ffn-dim/--heads change it), a Translat
   fused        rdrop_fairseq's criterion, --rdrop-impl fused
   reference    rdrop_fairseq's criterion, --rdrop-impl reference
 all with label smoothing 0.1 and (R-Drop modes) alpha 5, m = 2.
+--fp16 casts the model to float16, as fairseq-train --fp16 holds it (the logits come out in float16
+and each criterion takes them as it does there); no loss scaling or optimizer step is timed.
 """
 import argparse
 import os
@@ -123,6 +126,8 @@ def child(mode, vocab, bsz, length, reps, budget, args):
     check_device(device)
     task = build_task(vocab)
     model = build_model(task, args.layers, args.embed_dim, args.ffn_dim, args.heads).to(device)
+    if args.fp16:
+        model.half()
     model.train()
     criterion = build_criterion(mode, task)
     if mode == "builtin":
@@ -173,6 +178,7 @@ def main():
     ap.add_argument("--embed-dim", type=int, default=256)
     ap.add_argument("--ffn-dim", type=int, default=1024)
     ap.add_argument("--heads", type=int, default=4)
+    ap.add_argument("--fp16", action="store_true", help="the model in float16 (as fairseq-train --fp16)")
     ap.add_argument("--child", nargs=6, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -182,11 +188,12 @@ def main():
         args.vocab, args.sentences, args.reps, args.budget = [10000], 16, 2, 5.0
     check_device(args.device)
     model_args = ["--layers", args.layers, "--embed-dim", args.embed_dim, "--ffn-dim", args.ffn_dim,
-                  "--heads", args.heads]
+                  "--heads", args.heads] + (["--fp16"] if args.fp16 else [])
 
     print(machine_line(args.threads, args.device))
     print(f"training step (forward + criterion + backward) on {args.device}, transformer "
-          f"{args.layers}+{args.layers} x {args.embed_dim} (FFN {args.ffn_dim}, {args.heads} heads), "
+          f"{args.layers}+{args.layers} x {args.embed_dim} (FFN {args.ffn_dim}, {args.heads} heads"
+          f"{', float16' if args.fp16 else ''}), "
           f"{args.sentences} x {args.length} tokens per copy; eps {EPS}, alpha {ALPHA}; "
           f"wall-time median of up to {args.reps} steps after 1 warm-up"
           + (f"; fused chunk {args.chunk_mb:g} MB" if args.chunk_mb is not None else "") + "\n")
@@ -231,7 +238,7 @@ def main():
     print("\n" + "\n".join(verdicts))
     write_json(args.json, {"device": args.device, "sentences": args.sentences, "length": args.length,
                            "model": {"layers": args.layers, "embed_dim": args.embed_dim,
-                                     "ffn_dim": args.ffn_dim, "heads": args.heads},
+                                     "ffn_dim": args.ffn_dim, "heads": args.heads, "fp16": args.fp16},
                            "chunk_mb": args.chunk_mb, "results": everything, "verdicts": verdicts})
 
 

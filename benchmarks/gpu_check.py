@@ -2,6 +2,10 @@
 
     python benchmarks/gpu_check.py --device cuda --out gpu_results/   # one GPU, ~8 minutes
     python benchmarks/gpu_check.py --device cpu --out /tmp/dry        # CPU dry run (CI), tiny sizes
+    python benchmarks/gpu_check.py --device cuda --out r/ --budget-s 420   # ends within 7 minutes
+
+On a machine without a package registry, benchmarks/gpu_offline.sh installs what it needs from
+carried wheels and runs it (docs/performance.md, "The GPU check").
 
 Steps (each a subprocess with its own timeout; its output goes to OUT/raw/<step>.log):
   numerics  tests/test_device_numerics.py with RDROP_TEST_DEVICE=<device> (fused and
@@ -11,7 +15,8 @@ Steps (each a subprocess with its own timeout; its output goes to OUT/raw/<step>
             the largest V is used by the next two steps
   loss      benchmarks/bench_loss.py: loss forward+backward, built-in vs reference vs fused
   step      benchmarks/bench_step.py: one training step, baseline, doubled-batch baseline,
-            built-in, fused, reference (on CUDA a transformer of d = 512, 6+6 layers)
+            built-in, fused, reference (on CUDA a transformer of d = 512, 6+6 layers, in fp16
+            as fairseq-train --fp16 holds it)
   prepare   Multi30k via recipes/translation/multi30k/prepare.py (runs alongside the above:
             CPU only)
   train     fairseq-train transformer_iwslt_de_en for a few hundred updates: baseline,
@@ -25,6 +30,10 @@ On the CPU every size is tiny and training runs in fp32 (fairseq's --fp16, --bf1
 Every step runs even when an earlier one failed; the exit status is non-zero when any
 failed, and the failed steps are named on stderr and at the top of OUT/report.md.
 OUT/results.json holds everything the report was made from.
+--budget-s N: every step's timeout is cut to what is left of N seconds, and a step that would
+start with less than MIN_STEP_S (10 s) left is not run (and counts as failed), so the whole run
+ends within N seconds (REPORT_S of them kept for the report). On CUDA, where steps run one after another, the report is
+rewritten after each step, so a run stopped from outside still leaves one.
 """
 import argparse
 import json
@@ -39,7 +48,6 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 PY = sys.executable
-BIN = Path(sys.executable).parent  # the environment's fairseq-preprocess (used by prepare.py)
 sys.path.insert(0, str(REPO))  # recipes.common
 from recipes.common.fairseq_flags import KEEP_LAST_BATCH  # noqa: E402
 
@@ -47,10 +55,10 @@ from recipes.common.fairseq_flags import KEEP_LAST_BATCH  # noqa: E402
 SIZES = {
     "cuda": dict(
         numerics=[],
-        chunk=["--vocab", "10000", "32000", "--tokens", "8192", "--reps", "3"],
-        loss=["--vocab", "10000", "32000", "--tokens", "8192", "--reps", "10", "--budget", "4",
+        chunk=["--vocab", "32000", "--tokens", "8192", "--reps", "3"],
+        loss=["--vocab", "32000", "--tokens", "8192", "--reps", "10", "--budget", "4",
               "--modes", "ce-2x", "builtin", "reference", "fused"],
-        step=["--vocab", "10000", "32000", "--layers", "6", "--embed-dim", "512", "--ffn-dim", "2048",
+        step=["--vocab", "32000", "--fp16", "--layers", "6", "--embed-dim", "512", "--ffn-dim", "2048",
               "--heads", "8", "--sentences", "128", "--length", "32", "--reps", "10", "--budget", "4",
               "--modes", "baseline", "baseline-2x", "builtin", "fused", "reference"],
         prepare=dict(vocab=8000, max_lines=None),
@@ -64,7 +72,7 @@ SIZES = {
         chunk=["--vocab", "500", "--tokens", "64", "--reps", "1", "--sizes-mb", "0.25", "1"],
         loss=["--vocab", "500", "--tokens", "64", "--reps", "1", "--budget", "1",
               "--modes", "builtin", "reference", "fused"],
-        step=["--vocab", "500", "--layers", "1", "--embed-dim", "32", "--ffn-dim", "64", "--heads", "2",
+        step=["--vocab", "500", "--fp16", "--layers", "1", "--embed-dim", "32", "--ffn-dim", "64", "--heads", "2",
               "--sentences", "4", "--length", "8", "--reps", "1", "--budget", "1",
               "--modes", "baseline-2x", "builtin", "fused"],
         prepare=dict(vocab=300, max_lines={"train": 400, "valid": 40, "test": 20}),
@@ -91,6 +99,8 @@ TRAIN_RUNS = [
 ]
 # On the CPU: the fp16 trio in fp32 (renamed), and bf16, which fairseq's trainer also runs on a CPU
 CPU_RUNS = ["baseline-fp16", "builtin-fp16", "plugin-fp16", "plugin-bf16"]
+# --budget-s: no step starts with less than this left; this much is kept for writing the report
+MIN_STEP_S, REPORT_S = 10, 5
 SECTIONS = ["## Summary", "## Targets", "## 1. Numerics", "## 2. Chunk size sweep",
             "## 3. Loss forward+backward", "## 4. Training step", "## 5. fairseq-train",
             "## 6. fairseq-generate"]
@@ -101,7 +111,7 @@ class StepFailed(RuntimeError):
 
 
 class Check:
-    def __init__(self, device, out):
+    def __init__(self, device, out, budget_s=None):
         self.device, self.out = device, Path(out).resolve()
         self.raw = self.out / "raw"
         self.raw.mkdir(parents=True, exist_ok=True)
@@ -109,10 +119,22 @@ class Check:
         self.status = {}  # step -> (ok, seconds, message)
         self.results = {"device": device}
         self.text = {}  # section -> markdown body
+        self.budget_s, self.deadline = budget_s, None  # the deadline is set when run_all starts
+        self.t0, self.finished, self.progressive = time.time(), False, False
 
     # ---- running -------------------------------------------------------------------
+    def timeout_for(self, name, timeout):
+        """``timeout`` cut to what is left of --budget-s; StepFailed when too little is left."""
+        if self.deadline is None:
+            return timeout
+        left = self.deadline - time.time() - REPORT_S
+        if left < MIN_STEP_S:
+            raise StepFailed(f"{name}: not run, the time budget (--budget-s {self.budget_s:g}) is spent")
+        return min(timeout, left)
+
     def run(self, name, cmd, timeout, env=None):
         """Run ``cmd``; its output to raw/<name>.log; StepFailed (naming it) on error or timeout."""
+        timeout = self.timeout_for(name, timeout)
         log = self.raw / f"{name}.log"
         full_env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
         with open(log, "w") as fh:
@@ -122,7 +144,7 @@ class Check:
                 proc = subprocess.run(list(map(str, cmd)), stdout=fh, stderr=subprocess.STDOUT,
                                       cwd=REPO, env=full_env, timeout=timeout)
             except subprocess.TimeoutExpired:
-                raise StepFailed(f"{name}: timed out after {timeout} s (see raw/{name}.log)")
+                raise StepFailed(f"{name}: timed out after {timeout:.0f} s (see raw/{name}.log)")
         text = log.read_text(errors="replace")
         if proc.returncode != 0:
             tail = "\n".join(text.splitlines()[-15:])
@@ -142,6 +164,9 @@ class Check:
             self.text[name] += f"\n**FAILED**: `{message.splitlines()[0]}`\n"
         ok, secs, msg = self.status[name]
         print(f"[gpu_check] {name}: {'ok' if ok else 'FAILED'} ({secs:.0f} s)", file=sys.stderr, flush=True)
+        if self.progressive:
+            self.last_step = name
+            self.write_report()
 
     # ---- steps ---------------------------------------------------------------------
     def numerics(self):
@@ -217,8 +242,7 @@ class Check:
         cfg = self.sizes["prepare"]
         work = self.out / "work" / "multi30k"
         code = ("import sys; sys.path.insert(0, 'recipes/translation/multi30k'); from prepare import prepare; "
-                f"print('DATA_BIN', prepare({str(work)!r}, {cfg['vocab']}, max_lines={cfg['max_lines']!r}, "
-                f"bin_dir=__import__('pathlib').Path({str(BIN)!r})))")
+                f"print('DATA_BIN', prepare({str(work)!r}, {cfg['vocab']}, max_lines={cfg['max_lines']!r}))")
         self.prepare_log = open(self.raw / "prepare.log", "w")
         env = dict(os.environ, RDROP_DATA_DIR=str(data), OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
         self.prepare_proc = subprocess.Popen([PY, "-c", code], cwd=REPO, env=env, stdout=self.prepare_log,
@@ -229,7 +253,10 @@ class Check:
         if self.prepare_proc is None:
             raise StepFailed(f"prepare: {self.prepare_error}")
         try:
-            code = self.prepare_proc.wait(timeout=self.sizes["timeouts"]["prepare"])
+            code = self.prepare_proc.wait(timeout=self.timeout_for("prepare", self.sizes["timeouts"]["prepare"]))
+        except StepFailed:  # no time left to wait for it
+            self.prepare_proc.kill()
+            raise
         except subprocess.TimeoutExpired:
             self.prepare_proc.kill()
             raise StepFailed("prepare: Multi30k preparation timed out (see raw/prepare.log)")
@@ -283,6 +310,7 @@ class Check:
         self.results.setdefault("train", {})[name] = stats
 
     def generate_all(self):
+        limit = self.timeout_for("generate", self.sizes["timeouts"]["generate"])  # before any starts
         procs = {}
         for name, *_ in self.train_runs():
             ckpt = self.out / "work" / "ckpt" / name / "checkpoint_last.pt"
@@ -303,7 +331,7 @@ class Check:
                                             env=dict(os.environ, OMP_NUM_THREADS="1")), log)
         errors = []
         expected = self.results.get("prepare", {}).get("test_sentences")
-        deadline = time.time() + self.sizes["timeouts"]["generate"]
+        deadline = time.time() + limit
         for name, (proc, log) in procs.items():
             try:
                 code = proc.wait(timeout=max(1, deadline - time.time()))
@@ -345,7 +373,11 @@ class Check:
 
     def run_all(self, threads):
         self.threads = str(threads)
-        t0 = time.time()
+        t0 = self.t0 = time.time()
+        if self.budget_s is not None:
+            self.deadline = t0 + self.budget_s
+        # the steps run one after another on CUDA only: there a report can follow each of them
+        self.progressive = self.device == "cuda"
         try:
             self.start_prepare()  # CPU work alongside the benchmarks (it is not timed)
         except Exception as err:
@@ -363,6 +395,7 @@ class Check:
             self.bench_group()
             other.join()
         self.results["total_seconds"] = time.time() - t0
+        self.finished = True
         self.write_report()
         failed = [k for k in self.step_names() if not self.status.get(k, (False,))[0]]
         for k in failed:
@@ -371,11 +404,16 @@ class Check:
 
     def write_report(self):
         failed = [k for k in self.step_names() if not self.status.get(k, (False,))[0]]
+        budget = f" --budget-s {self.budget_s:g}" if self.budget_s is not None else ""
+        seconds = self.results.get("total_seconds", time.time() - self.t0)
         lines = [f"# GPU check: device {self.device}", "",
-                 f"`python benchmarks/gpu_check.py --device {self.device} --out {self.out.name}/` "
+                 f"`python benchmarks/gpu_check.py --device {self.device} --out {self.out.name}/{budget}` "
                  f"({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
-                 f"{self.results['total_seconds']:.0f} s in all).", "",
+                 f"{seconds:.0f} s in all).", "",
                  f"{environment_line(self.device)}", ""]
+        if not self.finished:
+            lines += [f"**Unfinished**: written after step `{getattr(self, 'last_step', '-')}`; the steps "
+                      "after it had not run yet.", ""]
         if self.device == "cpu":
             lines += ["**CPU dry run**: tiny sizes; fairseq-train's --fp16 runs are made in fp32 instead "
                       "(fairseq's --fp16 and --memory-efficient-fp16 need a GPU; the memory-efficient run "
@@ -623,6 +661,9 @@ def main(argv=None):
     ap.add_argument("--out", type=Path, help="folder for report.md, results.json and raw/")
     ap.add_argument("--estimate", action="store_true",
                     help="only print the memory-traffic estimate for a single-pass kernel (no run)")
+    ap.add_argument("--budget-s", type=float, default=None,
+                    help="end within this many seconds (plus the report): each step's timeout is cut to "
+                         "what is left, and steps with too little left are not run (and count as failed)")
     ap.add_argument("--threads", type=int, default=None,
                     help="intra-op threads of the benchmark children (default: 1 on cpu, 4 on cuda)")
     args = ap.parse_args(argv)
@@ -636,7 +677,9 @@ def main(argv=None):
 
         if not torch.cuda.is_available():  # never a silent CPU run
             raise SystemExit("gpu_check: --device cuda but torch.cuda.is_available() is False")
-    check = Check(args.device, args.out)
+    if args.budget_s is not None and args.budget_s < MIN_STEP_S + REPORT_S:
+        ap.error(f"--budget-s must be at least {MIN_STEP_S + REPORT_S} seconds, got {args.budget_s:g}")
+    check = Check(args.device, args.out, args.budget_s)
     failed = check.run_all(args.threads or (4 if args.device == "cuda" else 1))
     print(f"[gpu_check] report: {check.out / 'report.md'}", file=sys.stderr)
     if failed:

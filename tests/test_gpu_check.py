@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -83,3 +84,28 @@ def test_train_log_parser_counts_overflows_and_flags_nan():
     assert stats["wps"] == 3000.0 and stats["valid_loss"] == 9.1  # the first interval is warm-up
     with pytest.raises(gpu_check.StepFailed, match="no fairseq statistics"):
         gpu_check.parse_train_log("nothing here")
+
+
+def test_budget_cuts_timeouts_and_skips_steps_it_cannot_fit(tmp_path):
+    check = gpu_check.Check("cpu", tmp_path, budget_s=100)
+    assert check.timeout_for("x", 240) == 240  # no deadline before run_all starts the clock
+    check.deadline = time.time() + gpu_check.REPORT_S + gpu_check.MIN_STEP_S + 1
+    assert gpu_check.MIN_STEP_S <= check.timeout_for("x", 240) <= gpu_check.MIN_STEP_S + 1
+    assert check.timeout_for("x", 3) == 3
+    check.deadline = time.time() + gpu_check.REPORT_S + gpu_check.MIN_STEP_S - 1
+    check.step("numerics", lambda: check.run("numerics", [sys.executable, "-c", "print('ran')"], 60))
+    ok, _, message = check.status["numerics"]
+    assert not ok and message == "numerics: not run, the time budget (--budget-s 100) is spent"
+    assert not (tmp_path / "raw" / "numerics.log").exists()  # nothing was started
+    with pytest.raises(SystemExit) as exit_info:
+        gpu_check.main(["--device", "cpu", "--out", str(tmp_path), "--budget-s", "5"])
+    assert exit_info.value.code == 2
+
+
+def test_a_report_written_midway_says_it_is_unfinished(tmp_path):
+    check = gpu_check.Check("cpu", tmp_path)
+    check.progressive = True  # as on CUDA, where the steps run one after another
+    check.step("numerics", lambda: None)
+    report = (tmp_path / "report.md").read_text()
+    assert "**Unfinished**: written after step `numerics`" in report
+    assert "| numerics | ok |" in report and "| chunk | FAILED |" in report  # chunk had not run

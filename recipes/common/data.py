@@ -15,12 +15,13 @@ import http.client
 import os
 import shutil
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
+
+from recipes.common.fairseq_bin import fairseq_bin_dir
 
 DATA_DIR_ENV = "RDROP_DATA_DIR"
 CACHE_DIR_ENV = "RDROP_CACHE_DIR"
@@ -185,7 +186,7 @@ def binarize_joined(prefix_dir, dest_dir, src, tgt, workers=1, bin_dir=None, tag
     with one joined dictionary (what ``--share-all-embeddings`` needs), written atomically.
     ``train`` is the training files' name; ``srcdict`` a joined dictionary to use instead of one built
     on them (data-bins that share a vocabulary, as a model trained on one and fine-tuned on another needs)."""
-    bin_dir = Path(bin_dir or Path(sys.executable).parent)
+    bin_dir = Path(bin_dir or fairseq_bin_dir())
     with atomic_path(dest_dir) as dest:
         cmd = [
             str(bin_dir / "fairseq-preprocess"), "--source-lang", src, "--target-lang", tgt,

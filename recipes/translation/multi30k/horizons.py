@@ -18,6 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 from recipes.translation.multi30k.pipeline import RUNS, best_epoch_stats, generate  # noqa: E402
 from recipes.translation.multi30k.run import score  # noqa: E402
+from recipes.common.fairseq_bin import fairseq_bin_dir  # noqa: E402
 from recipes.common.plot import read_valid_stats  # noqa: E402
 
 
@@ -39,7 +40,7 @@ def main(argv=None):
     workdir = args.workdir.resolve()
     cfg = json.loads((workdir / "config.json").read_text())
     seed_dir = workdir / "runs" / f"seed{args.seed}"
-    bin_dir = Path(sys.executable).parent
+    bin_dir = fairseq_bin_dir()
     tokenize = "none" if cfg.get("text") == "tok" else "13a"
     splits = [s for s in args.bleu.split(",") if s]
     refs = {s: (workdir / "raw" / f"{s}.en").read_text(encoding="utf-8").splitlines() for s in splits}

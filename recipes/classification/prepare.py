@@ -88,7 +88,7 @@ def tokenize(text):
     return " ".join(_WORDS.findall(text.lower()))
 
 
-def parse_lines(dataset, lines, where):
+def parse_lines(dataset, lines, where, label_names=None):
     """(raw inputs tuple, label string or None) per line of a file in ``dataset``'s format, and
     whether it is labelled. Labelled: the corpus's own train/dev format; unlabelled: the blind test
     sets' (../shared/blind/README.md). A line of neither is an error naming ``where`` and the line.
@@ -97,6 +97,8 @@ def parse_lines(dataset, lines, where):
         sst2        header sentence<TAB>label, then rows    | sentence
         stsb        genre, file, years, id, score, s1, s2   | index<TAB>s1<TAB>s2
         goemotions  text<TAB>label ids (a,b)<TAB>comment id | text<TAB>comment id
+
+    GoEmotions' label ids are read as indices into ``label_names`` (default: the corpus's labels.txt).
     """
     lines = [line.rstrip("\r") for line in lines]
     if dataset == "sst2" and lines and lines[0] == "sentence\tlabel":
@@ -126,7 +128,7 @@ def parse_lines(dataset, lines, where):
                     raise ValueError(f"{len(fields)} tab-separated fields, expected 3 (index, sentence1, sentence2)")
                 out.append(((fields[1], fields[2]), None))
             elif labelled:
-                names = goemotions_labels()
+                names = label_names or goemotions_labels()
                 if len(fields) != 3:
                     raise ValueError(f"{len(fields)} tab-separated fields, expected 3 (text, label ids, comment id)")
                 out.append(((fields[0],), " ".join(names[int(i)] for i in fields[1].split(","))))
@@ -242,12 +244,13 @@ def prepare_file(workdir, dataset, path, out, vocab=None, bin_dir=None):
     (out, number of examples, labelled)."""
     workdir, out = Path(workdir), Path(out)
     bin_dir = Path(bin_dir or Path(sys.executable).parent)
-    examples, labelled = parse_lines(dataset, Path(path).read_text(encoding="utf-8").splitlines(), path)
+    data = workdir / "bin"
+    names = (data / "label" / "labels.txt").read_text(encoding="utf-8").split() if dataset == "goemotions" else None
+    examples, labelled = parse_lines(dataset, Path(path).read_text(encoding="utf-8").splitlines(), path, names)
     if not examples:
         raise ValueError(f"{path}: no examples")
     tokenizer = wordpiece_tokenizer(vocab) if vocab else tokenize
     examples = [(tuple(tokenizer(text) for text in inputs), label) for inputs, label in examples]
-    data = workdir / "bin"
     with atomic_path(out) as tmp:
         (tmp / "raw").mkdir(parents=True)
         write_examples(tmp / "raw", "test", examples)
@@ -257,8 +260,11 @@ def prepare_file(workdir, dataset, path, out, vocab=None, bin_dir=None):
                             str(data / inp / "dict.txt"), "--workers", "1"], check=True, capture_output=True)
         label = tmp / "label"
         label.mkdir()
-        if dataset == "goemotions":  # the task reads the label names even where there are no labels
+        # the tasks read the label dictionary even where there are no labels
+        if dataset == "goemotions":
             shutil.copyfile(data / "label" / "labels.txt", label / "labels.txt")
+        elif dataset in BINARY:
+            shutil.copyfile(data / "label" / "dict.txt", label / "dict.txt")
         if labelled and dataset in BINARY:
             subprocess.run([str(bin_dir / "fairseq-preprocess"), "--only-source", "--testpref",
                             str(tmp / "raw" / "test.label"), "--destdir", str(label), "--srcdict",

@@ -276,7 +276,8 @@ def summarize(out, dataset, seeds, runs):
         per_seed = []
         for seed in seeds:
             stats = read_valid_stats(out / f"{run}-seed{seed}" / "train.log")
-            best = max(stats, key=lambda s: s[spec["metric"]])
+            # the epoch whose checkpoint the run kept: fairseq replaces checkpoint_best.pt on a tie too
+            best = max(reversed(stats), key=lambda s: s[spec["metric"]])
             per_seed.append(dict(seed=seed, best={m: best.get(m, float("nan")) for m in metrics},
                                  last={m: stats[-1].get(m, float("nan")) for m in metrics},
                                  best_epoch=best["epoch"], valid_loss=stats[-1]["valid_loss"],

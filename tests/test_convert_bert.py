@@ -142,7 +142,8 @@ def test_basic_tokenizer_as_berts():
     assert basic_tokenize(" \tHeLLo!how  \n Are yoU?  ") == ["hello", "!", "how", "are", "you", "?"]
     assert basic_tokenize("H\u00e9llo") == ["hello"]
     assert basic_tokenize("ah\u535a\u63a8zz") == ["ah", "\u535a", "\u63a8", "zz"]
-    # control and format characters (NUL, zero-width space) vanish, any Unicode space separates, ASCII symbols split like punctuation
+    # control and format characters (NUL, zero-width space) vanish, any Unicode space separates,
+    # ASCII symbols split like punctuation
     assert basic_tokenize("a\x00b\u200bc\u3000d$5^e`") == ["abc", "d", "$", "5", "^", "e", "`"]
 
 
@@ -172,8 +173,8 @@ def test_wordpiece_on_minilms_vocabulary(minilm_dir):
     assert wp("wo n't , let alone") == ["wo", "n", "'", "t", ",", "let", "alone"]
     assert wp("Supercalifragilisticexpialidocious") == ["super", "##cal", "##if", "##rag", "##ilis", "##tic", "##ex",
                                                         "##pia", "##lid", "##oc", "##ious"]
-    assert wp("“Attack on masculinity” I’m dying") == ["“", "attack", "on", "mas", "##cu", "##lini", "##ty", "”",
-                                                       "i", "’", "m", "dying"]
+    assert wp("“Attack on masculinity” I’m dying") == ["“", "attack", "on", "mas", "##cu", "##lini", "##ty",
+                                                       "”", "i", "’", "m", "dying"]
     assert wp("Good job homie 👍🏻") == ["good", "job", "ho", "##mie", "[UNK]"]
     assert wp("Only £44m? Not enough.") == ["only", "£", "##44", "##m", "?", "not", "enough", "."]
     assert wp("Manila and Monét") == ["manila", "and", "mon", "##et"]

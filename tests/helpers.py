@@ -133,3 +133,93 @@ def criterion_step(criterion, model, sample, seed=123):
     loss, sample_size, log = criterion(model, sample)
     loss.backward()
     return loss.detach(), sample_size, log, [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+
+# ---- a small random BERT in Hugging Face's layout (config.json, vocab.txt, model.safetensors) ----
+BERT_SPECIALS = ["[PAD]", "[unused0]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+def write_tiny_bert(folder, words=(), layers=1, hidden=32, heads=2, ffn=64, max_positions=64, seed=0):
+    """A randomly initialised BERT with BERT's special tokens, single characters (a-z, 0-9, ASCII
+    punctuation, each also as a ``##`` continuation) and ``words``: what convert_bert.py converts,
+    without the 90 MB package. Its weights are N(0, 0.5) (LayerNorms around 1), large enough that a
+    wrong mapping shows in the hidden states."""
+    import json
+    import string
+
+    from recipes.classification.convert_bert import write_safetensors
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    chars = list(string.ascii_lowercase + string.digits + string.punctuation)
+    pieces = BERT_SPECIALS + chars + ["##" + c for c in chars]
+    pieces += [w for w in dict.fromkeys(words) if w not in pieces]
+    (folder / "vocab.txt").write_text("".join(p + "\n" for p in pieces), encoding="utf-8")
+    config = dict(architectures=["BertModel"], model_type="bert", hidden_act="gelu", hidden_size=hidden,
+                  num_hidden_layers=layers, num_attention_heads=heads, intermediate_size=ffn,
+                  max_position_embeddings=max_positions, type_vocab_size=2, vocab_size=len(pieces),
+                  layer_norm_eps=1e-12, pad_token_id=0, position_embedding_type="absolute")
+    (folder / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    g = torch.Generator().manual_seed(seed)
+
+    def rand(*shape, mean=0.0):
+        return torch.randn(*shape, generator=g) * 0.5 + mean
+
+    w = {"embeddings.word_embeddings.weight": rand(len(pieces), hidden),
+         "embeddings.position_embeddings.weight": rand(max_positions, hidden),
+         "embeddings.token_type_embeddings.weight": rand(2, hidden),
+         "embeddings.LayerNorm.weight": rand(hidden, mean=1.0), "embeddings.LayerNorm.bias": rand(hidden),
+         "embeddings.position_ids": torch.arange(max_positions)[None],
+         "pooler.dense.weight": rand(hidden, hidden), "pooler.dense.bias": rand(hidden)}
+    shapes = {"attention.self.query": (hidden, hidden), "attention.self.key": (hidden, hidden),
+              "attention.self.value": (hidden, hidden), "attention.output.dense": (hidden, hidden),
+              "intermediate.dense": (ffn, hidden), "output.dense": (hidden, ffn)}
+    for layer in range(layers):
+        p = f"encoder.layer.{layer}."
+        for name, shape in shapes.items():
+            w[p + name + ".weight"], w[p + name + ".bias"] = rand(*shape) / shape[1] ** 0.5 * 2, rand(shape[0])
+        for name in ("attention.output.LayerNorm", "output.LayerNorm"):
+            w[p + name + ".weight"], w[p + name + ".bias"] = rand(hidden, mean=1.0), rand(hidden)
+    write_safetensors(folder / "model.safetensors", w)
+    return folder
+
+
+def bert_hidden_states(folder, input_ids, token_types=None, eps=None):
+    """BERT's final hidden states (B, T, C), written plainly from its config.json and weights: the
+    independent reference the conversion is checked against. ``input_ids``: (B, T) BERT ids, right
+    padded with [PAD] (0); ``eps``: the LayerNorm epsilon (default: the config's)."""
+    import json
+    import math
+
+    from recipes.classification.convert_bert import read_safetensors
+
+    folder = Path(folder)
+    cfg = json.loads((folder / "config.json").read_text())
+    w = {k: v.float() for k, v in read_safetensors(folder / "model.safetensors").items()}
+    eps = cfg.get("layer_norm_eps", 1e-12) if eps is None else eps
+    batch, length = input_ids.shape
+    types = torch.zeros_like(input_ids) if token_types is None else token_types
+
+    def norm(x, name):
+        return torch.nn.functional.layer_norm(x, x.shape[-1:], w[name + ".weight"], w[name + ".bias"], eps)
+
+    x = (w["embeddings.word_embeddings.weight"][input_ids] + w["embeddings.position_embeddings.weight"][:length]
+         + w["embeddings.token_type_embeddings.weight"][types])
+    x = norm(x, "embeddings.LayerNorm")
+    heads = cfg["num_attention_heads"]
+    size = cfg["hidden_size"] // heads
+    masked = (input_ids == cfg.get("pad_token_id", 0))[:, None, None, :]  # BERT's attention mask: keys only
+    for layer in range(cfg["num_hidden_layers"]):
+        p = f"encoder.layer.{layer}."
+
+        def dense(x, name):
+            return x @ w[p + name + ".weight"].T + w[p + name + ".bias"]
+
+        q, k, v = (dense(x, "attention.self." + n).view(batch, length, heads, size).transpose(1, 2)
+                   for n in ("query", "key", "value"))
+        scores = (q @ k.transpose(-1, -2) / math.sqrt(size)).masked_fill(masked, float("-inf"))
+        attended = (scores.softmax(-1) @ v).transpose(1, 2).reshape(batch, length, heads * size)
+        x = norm(x + dense(attended, "attention.output.dense"), p + "attention.output.LayerNorm")
+        x = norm(x + dense(torch.nn.functional.gelu(dense(x, "intermediate.dense")), "output.dense"),
+                 p + "output.LayerNorm")
+    return x

@@ -2,11 +2,57 @@
 (regression) and GoEmotions (multi-label) in the CPU recipe's tiny setting, and the GLUE recipe's
 restore-from-pretrained path on a tiny RoBERTa that this test pre-trains (masked_lm) on WikiText-2."""
 import math
+from pathlib import Path
 
 import pytest
 import torch
 
-from helpers import run_cli
+from helpers import USER_DIR, run_cli, write_tiny_bert
+
+DEV_FILES = {"cola": "glue/CoLA/dev.tsv", "sst2": "glue/SST-2/dev.tsv", "stsb": "glue/STS-B/sts-dev.csv",
+             "goemotions": "goemotions/dev.tsv"}
+
+
+def dev_slice(shared_data, dataset, dest, n=48):
+    """The first ``n`` dev examples in the corpus's own format: the tiny settings' dev set."""
+    lines = (shared_data / DEV_FILES[dataset]).read_text(encoding="utf-8").splitlines(keepends=True)
+    header = 1 if dataset == "sst2" else 0
+    dest.write_text("".join(lines[: n + header]), encoding="utf-8")
+    return dest
+
+
+def check_kept_checkpoints(recipe, dataset, work, shared_data, tmp_path, runs, predict_blind=True):
+    """Each run kept the checkpoint of its best dev epoch: score.py on the dev set (prepared from the
+    corpus's file again) gives that epoch's logged metric; and score.py --blind writes one
+    well-formed prediction per line of the dataset's blind test file."""
+    from recipes.classification import score
+    spec = recipe.DATASETS[dataset]
+    for run in runs:
+        folder = work / "runs" / f"{run}-seed1"
+        assert sorted(p.name for p in folder.glob("*.pt")) == ["checkpoint_best.pt"], run
+        assert f"--best-checkpoint-metric {recipe.best_metric(dataset)} --maximize-best-checkpoint-metric" in \
+            (folder / "train.log").read_text().splitlines()[0]
+    scored = score.main(["--dataset", dataset, "--workdir", str(work), "--seeds", "1",
+                         "--file", str(dev_slice(shared_data, dataset, tmp_path / f"dev-{dataset}.tsv"))])
+    for run in runs:
+        logged = max(s[spec["metric"]] for s in recipe.read_valid_stats(work / "runs" / f"{run}-seed1" / "train.log"))
+        assert abs(scored[f"{run}-seed1"][recipe.best_metric(dataset)] - logged) <= 0.051, (run, scored, logged)
+    blind = shared_data.parent / "blind"
+    if not (predict_blind and blind.is_dir()):
+        return scored
+    predicted = score.main(["--dataset", dataset, "--workdir", str(work), "--seeds", "1", "--blind",
+                            "--blind-dir", str(blind), "--out", str(tmp_path / "blind")])
+    inputs = (blind / score.BLIND_FILES[dataset]).read_text(encoding="utf-8").splitlines()
+    for run in runs:
+        lines = Path(predicted[f"{run}-seed1"]).read_text().split("\n")[:-1]
+        assert len(lines) == len(inputs) and Path(predicted[f"{run}-seed1"]).name.endswith(".pred")
+        if dataset in ("cola", "sst2"):
+            assert set(lines) <= {"0", "1"}
+        elif dataset == "stsb":
+            assert all(math.isfinite(float(x)) for x in lines)
+        else:
+            assert all(int(i) in range(28) for line in lines if line for i in line.split(","))
+    return scored
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +96,20 @@ def test_cpu_recipe_tiny(cpu_recipe, dataset, shared_data, tmp_path, monkeypatch
         assert 0 <= min(scores) and max(scores) <= 1 and len(scores) == 120
     assert "± " in printed and "| baseline |" in printed
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    scored = check_kept_checkpoints(cpu_recipe, dataset, work, shared_data, tmp_path,
+                                    list(cpu_recipe.runs_for(dataset)))
+    if dataset == "goemotions":
+        # fairseq-validate on a kept multi-label checkpoint: fairseq's sentence_prediction tasks read
+        # --classification-head-name from the criterion's options, so it needs a --criterion (any
+        # sentence_prediction one; the checkpoint's own is used) and a batch size
+        prepared = work / "scored" / "dev-goemotions" / "prepared"
+        log = run_cli("fairseq-validate", prepared, "--user-dir", USER_DIR, "--path",
+                      work / "runs" / "baseline-seed1" / "checkpoint_best.pt", "--task",
+                      "sentence_prediction_multilabel", "--criterion", "sentence_prediction_with_rdrop",
+                      "--batch-size", "32", "--valid-subset", "test", "--model-overrides", f"{{'data': '{prepared}'}}",
+                      "--cpu")
+        macro = float(log.split("| macro_f1 ")[1].split()[0])
+        assert abs(macro - scored["baseline-seed1"]["macro_f1"]) < 0.006
     # a rerun trains nothing
     cpu_recipe.main(["--dataset", dataset, "--setting", "tiny", "--seeds", "1", "2", "--workdir", str(work),
                      "--plot", str(plot), *size])
@@ -171,3 +231,70 @@ def test_pretrained_setting_fine_tunes_the_pretrained_encoder_and_runs_childtuni
         cpu_recipe.main(["--dataset", "sst2", "--setting", "tiny", "--train-lines", "-1",
                          "--workdir", str(tmp_path / "x")])
     assert "--train-lines must be >= 0, got -1" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def tiny_bert(tmp_path_factory, shared_data):
+    """A small random BERT whose vocabulary has CoLA's and STS-B's frequent words (the rest falls
+    back to single-character pieces): what --setting tiny-minilm converts instead of the 90 MB one."""
+    from collections import Counter
+
+    from recipes.classification.wordpiece import basic_tokenize
+    counts = Counter()
+    for rel in ("glue/CoLA/train.tsv", "glue/STS-B/sts-train.csv"):
+        counts.update(basic_tokenize((shared_data / rel).read_text(encoding="utf-8")[:200000]))
+    return write_tiny_bert(tmp_path_factory.mktemp("bert") / "bert", words=[w for w, _ in counts.most_common(600)])
+
+
+def test_minilm_setting_fine_tunes_the_converted_bert(cpu_recipe, tiny_bert, shared_data, tmp_path, monkeypatch,
+                                                      capsys):
+    """--setting tiny-minilm: the BERT is converted once (convert_bert.py), the data tokenized with its
+    WordPiece and binarized with its dictionary, every run restores it, and the kept checkpoints score."""
+    from recipes.classification.wordpiece import WordPiece, read_vocab
+    monkeypatch.setenv("RDROP_DATA_DIR", str(shared_data))
+    work = tmp_path / "cola"
+    runs = ["baseline", "rdrop_childtuning_d"]  # R-Drop and ChildTuning-D (its mask) on the converted encoder
+    common = ["--setting", "tiny-minilm", "--bert-dir", str(tiny_bert), "--seeds", "1"]
+    rows = cpu_recipe.main(["--dataset", "cola", *common, "--runs", ",".join(runs), "--workdir", str(work)])
+    assert [r["run"] for r in rows] == runs
+    encoder = work / "encoder"
+    assert (work / "bin" / "input0" / "dict.txt").read_text() == (encoder / "dict.txt").read_text()
+    first = (shared_data / "glue" / "CoLA" / "train.tsv").read_text(encoding="utf-8").splitlines()[0]
+    wordpiece = WordPiece(read_vocab(tiny_bert / "vocab.txt"))
+    assert (work / "raw" / "train.input0").read_text().splitlines()[0] == " ".join(wordpiece(first.rsplit("\t", 1)[0]))
+    for run in runs:
+        log = (work / "runs" / f"{run}-seed1" / "train.log").read_text()
+        assert f"Loaded checkpoint {encoder / 'model.pt'}" in log, run
+        assert "--report-mcc" in log.splitlines()[0] and "--encoder-embed-dim 32" in log.splitlines()[0]
+        assert ("rdrop_kl_loss" in log) == run.startswith("rdrop"), run
+    assert "valid_mcc" in cpu_recipe.read_valid_stats(work / "runs" / "baseline-seed1" / "train.log")[-1]
+    check_kept_checkpoints(cpu_recipe, "cola", work, shared_data, tmp_path, runs)
+    # --estimate times the runs on the converted encoder
+    capsys.readouterr()
+    cpu_recipe.main(["--dataset", "cola", *common, "--runs", "rdrop_childtuning_d", "--workdir", str(work),
+                     "--estimate", "1"])
+    printed = capsys.readouterr().out
+    assert "[estimate] rdrop_childtuning_d:" in printed and "[estimate] mask (ChildTuning-D)" in printed
+
+    # a pair as BERT was pre-trained: <s> a </s> b </s> (= [CLS] a [SEP] b [SEP]), no RoBERTa double separator
+    import rdrop_fairseq  # noqa: F401
+    from fairseq import checkpoint_utils
+    work = tmp_path / "stsb"
+    cpu_recipe.main(["--dataset", "stsb", *common, "--runs", "baseline", "--workdir", str(work)])
+    assert "--separator-token" not in (work / "runs" / "baseline-seed1" / "train.log").read_text().splitlines()[0]
+    _, _, task = checkpoint_utils.load_model_ensemble_and_task(
+        [str(work / "runs" / "baseline-seed1" / "checkpoint_best.pt")], arg_overrides={"data": str(work / "bin")})
+    task.load_dataset("valid")
+    tokens = task.dataset("valid")[0]["net_input.src_tokens"].tolist()
+    d = task.source_dictionary
+    a, b = ((work / "raw" / f"valid.input{k}").read_text().splitlines()[0].split() for k in (0, 1))
+    assert tokens == [d.bos(), *map(d.index, a), d.eos(), *map(d.index, b), d.eos()]
+    # (STS-B's blind format is predicted in the from-scratch test)
+    check_kept_checkpoints(cpu_recipe, "stsb", work, shared_data, tmp_path, ["baseline"], predict_blind=False)
+    # bad use: named at startup
+    with pytest.raises(SystemExit):
+        cpu_recipe.main(["--dataset", "cola", "--setting", "tiny-minilm", "--workdir", str(tmp_path / "x")])
+    assert "needs --bert-dir" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cpu_recipe.main(["--dataset", "cola", "--setting", "cpu", "--workdir", str(tmp_path / "x")])
+    assert "setting cpu has no such run" in capsys.readouterr().err

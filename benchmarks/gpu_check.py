@@ -4,9 +4,9 @@
     python benchmarks/gpu_check.py --device cpu --out /tmp/dry        # CPU dry run (CI), tiny sizes
 
 Steps (each a subprocess with its own timeout; its output goes to OUT/raw/<step>.log):
-  numerics  tests/test_device_numerics.py with RDROP_TEST_DEVICE=<device> (fused and
+  numerics  tests/rdrop_torch/test_device_numerics.py with RDROP_TEST_DEVICE=<device> (fused and
             reference vs the paper's formula: fp32/fp16/bf16 inputs, +-1e4 logits, m = 2, 3,
-            gradients), plus tests/test_fused.py -k cuda on CUDA
+            gradients), plus tests/rdrop_torch/test_fused.py -k cuda on CUDA
   chunk     benchmarks/bench_chunk.py: the fused loss's chunk size sweep; the fastest size at
             the largest V is used by the next two steps
   loss      benchmarks/bench_loss.py: loss forward+backward, built-in vs reference vs fused
@@ -146,18 +146,19 @@ class Check:
     # ---- steps ---------------------------------------------------------------------
     def numerics(self):
         env = {"RDROP_TEST_DEVICE": self.device}
-        cmd = [PY, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_device_numerics.py",
+        cmd = [PY, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/rdrop_torch/test_device_numerics.py",
                *self.sizes["numerics"]]
         body = []
         try:
             text = self.run("numerics", cmd, self.sizes["timeouts"]["numerics"], env)
         finally:
             log = (self.raw / "numerics.log").read_text(errors="replace")
-            body.append(f"`RDROP_TEST_DEVICE={self.device} pytest tests/test_device_numerics.py "
+            body.append(f"`RDROP_TEST_DEVICE={self.device} pytest tests/rdrop_torch/test_device_numerics.py "
                         f"{' '.join(self.sizes['numerics'])}`: {pytest_summary(log)}")
             self.text["numerics"] = "\n".join(body)
-        if self.device == "cuda":  # the CUDA test of tests/test_fused.py (skipped on CPU)
-            cmd = [PY, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_fused.py", "-k", "cuda", "-rs"]
+        if self.device == "cuda":  # the CUDA test of tests/rdrop_torch/test_fused.py (skipped on CPU)
+            cmd = [PY, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/rdrop_torch/test_fused.py", "-k", "cuda",
+                   "-rs"]
             try:
                 text = self.run("numerics-test_fused-cuda", cmd, 120)
             except StepFailed:
@@ -166,7 +167,7 @@ class Check:
                 if not nothing_selected:
                     raise
                 # pytest's exit 5: test_fused.py no longer has a test named *cuda*; the summary says so
-            self.text["numerics"] += f"\n\n`pytest tests/test_fused.py -k cuda`: {pytest_summary(text)}"
+            self.text["numerics"] += f"\n\n`pytest tests/rdrop_torch/test_fused.py -k cuda`: {pytest_summary(text)}"
         self.results["numerics"] = pytest_summary(text)
 
     def chunk(self):

@@ -37,8 +37,8 @@ def resume(tmp_path, name, *args):
 
 def test_rdrop_checkpoint_resumes_with_its_patience_count_and_generates(tmp_path):
     patience = stored("rdrop.pt")["extra_state"]["rdrop_fairseq_should_stop_early"]
-    log, updates = resume(tmp_path, "rdrop", saved.TRANSLATION_DATA, *saved.TRANSFORMER, *saved.common(USER_DIR),
-                          *saved.RDROP, "--max-epoch", saved.RDROP_EPOCHS + 1)
+    log, updates = resume(tmp_path, "rdrop", saved.TRANSLATION_DATA, *saved.TRANSFORMER, *saved.TRANSFORMER_CRITERION,
+                          *saved.common(USER_DIR), *saved.RDROP, "--max-epoch", saved.RDROP_EPOCHS + 1)
     assert (f"--patience resumes from {tmp_path / 'rdrop' / 'checkpoint_last.pt'}: best {patience['best']}, "
             f"{patience['num_runs']} validation(s) without improvement") in log
     stats = last_train_stats(log)
@@ -55,7 +55,7 @@ def test_childtuning_checkpoint_resumes_with_its_mask_file(tmp_path):
     assert "d_mask" in stored("childtuning.pt")["last_optimizer_state"]["childtuning"]
     mask = SAVED / "childtuning_mask.pt"
     log, updates = resume(tmp_path, "childtuning", saved.TRANSLATION_DATA, *saved.TRANSFORMER,
-                          *saved.common(USER_DIR), *saved.childtuning(mask),
+                          *saved.TRANSFORMER_CRITERION, *saved.common(USER_DIR), *saved.childtuning(mask),
                           "--max-update", saved.CHILDTUNING_UPDATES + 2)
     assert "ChildTuning-D: p=0.3, masking" in log
     # the mask file and the checkpoint's copy of the mask are read alike: no mismatch warning

@@ -274,7 +274,7 @@ class Check:
         stats = parse_train_log(text)
         stats.update(run=name, criterion=criterion, plugin=plugin,
                      precision=" ".join(p for p in precision if p != "--bf16-without-tpu") or "fp32")
-        replaced = "replacing fairseq.criterions.label_smoothed_cross_entropy_with_rdrop" in text
+        replaced = "label_smoothed_cross_entropy_with_rdrop (replacing fairseq's built-in)" in text
         if plugin != stats["peak"]["plugin_loaded"] or (criterion.endswith("_rdrop") and plugin != replaced):
             raise StepFailed(f"train-{name}: plugin loaded={stats['peak']['plugin_loaded']}, "
                              f"criterion replaced={replaced}, expected {plugin}")

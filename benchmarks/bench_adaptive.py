@@ -47,8 +47,9 @@ def measure(args):
 
     from fairseq.modules.adaptive_softmax import AdaptiveSoftmax
 
-    from rdrop_fairseq.adaptive_math import adaptive_nll, adaptive_rdrop_loss, normalized_log_probs
-    from rdrop_fairseq.loss import rdrop_loss_reference
+    from rdrop_fairseq.log_probs import normalized_log_probs
+    from rdrop_torch.adaptive_softmax import adaptive_nll, adaptive_rdrop_loss
+    from rdrop_torch.token_loss import rdrop_loss_reference
 
     torch.manual_seed(0)
     m, n = args.passes, args.tokens

@@ -42,7 +42,7 @@ def main():
 
     import torch
 
-    from rdrop_fairseq import fused
+    from rdrop_torch import fused
 
     torch.set_num_threads(args.threads)
     default_mb = (fused.DEFAULT_CHUNK_BYTES_CUDA if cuda else fused.DEFAULT_CHUNK_BYTES) / 2**20

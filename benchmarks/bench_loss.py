@@ -14,8 +14,8 @@ copies, rows 2r and 2r + 1), so every mode sees the same pairs of rows:
             label_smoothed_nll_loss on log_softmax + compute_kl_loss (log_softmax
             and softmax again, two kl_div), through a stand-in model whose
             get_normalized_probs is fairseq's own utils.log_softmax / utils.softmax
-  reference rdrop_fairseq.loss.rdrop_loss_reference on log_softmax(logits)
-  fused     rdrop_fairseq.fused.fused_rdrop_loss
+  reference rdrop_torch.token_loss.rdrop_loss_reference on log_softmax(logits)
+  fused     rdrop_torch.fused.fused_rdrop_loss
 """
 import argparse
 import os
@@ -68,11 +68,11 @@ def make_loss_fn(mode, n):
         return lambda logits, target: label_smoothed_nll_loss(
             utils.log_softmax(logits, dim=-1), target.repeat(2), EPS, ignore_index=PAD)[0]
     if mode == "reference":
-        from rdrop_fairseq.loss import rdrop_loss_reference
+        from rdrop_torch.token_loss import rdrop_loss_reference
 
         return lambda logits, target: rdrop_loss_reference(
             torch.log_softmax(logits, -1), target, 2, ALPHA, EPS, PAD)[0]
-    from rdrop_fairseq.fused import fused_rdrop_loss
+    from rdrop_torch.fused import fused_rdrop_loss
 
     return lambda logits, target: fused_rdrop_loss(logits, target, 2, ALPHA, EPS, PAD)[0]
 

@@ -107,7 +107,7 @@ def build_criterion(mode, task):
         )
 
         return RdropLabelSmoothedCrossEntropyCriterion(task, False, EPS, rdrop_alpha=ALPHA)
-    from rdrop_fairseq.criterion import RDropLabelSmoothedCrossEntropyCriterion
+    from rdrop_fairseq.criterions.label_smoothed_cross_entropy_with_rdrop import RDropLabelSmoothedCrossEntropyCriterion
 
     crit = RDropLabelSmoothedCrossEntropyCriterion(
         task, False, EPS, rdrop_alpha=ALPHA, rdrop_passes=2,

@@ -81,11 +81,11 @@ def set_chunk_mb(mb, device: str):
     chosen by benchmarks/bench_chunk.py; on the CPU the value is per intra-op thread."""
     if mb is None:
         return
-    from rdrop_fairseq import fused
+    from rdrop_torch import fused
 
     name = "DEFAULT_CHUNK_BYTES_CUDA" if device == "cuda" else "DEFAULT_CHUNK_BYTES"
     if not hasattr(fused, name):
-        raise SystemExit(f"--chunk-mb: rdrop_fairseq.fused has no {name} to override")
+        raise SystemExit(f"--chunk-mb: rdrop_torch.fused has no {name} to override")
     setattr(fused, name, int(mb * 2**20))
 
 
@@ -133,7 +133,7 @@ def add_mode_options(ap, modes, reps: int, budget_s: float, unit: str):
                     help="where tensors and model live; cuda times with synchronisation and "
                          "reports torch.cuda.max_memory_allocated")
     ap.add_argument("--chunk-mb", type=float, default=None,
-                    help="fused loss chunk size in MiB (default: rdrop_fairseq.fused's for the device)")
+                    help="fused loss chunk size in MiB (default: rdrop_torch.fused's for the device)")
     ap.add_argument("--json", default=None, help="also write the results to this JSON file")
 
 

@@ -8,9 +8,9 @@ On a machine without a package registry, benchmarks/gpu_offline.sh installs what
 carried wheels and runs it (docs/performance.md, "The GPU check").
 
 Steps (each a subprocess with its own timeout; its output goes to OUT/raw/<step>.log):
-  numerics  tests/test_device_numerics.py with RDROP_TEST_DEVICE=<device> (fused and
+  numerics  tests/rdrop_torch/test_device_numerics.py with RDROP_TEST_DEVICE=<device> (fused and
             reference vs the paper's formula: fp32/fp16/bf16 inputs, +-1e4 logits, m = 2, 3,
-            gradients), plus tests/test_fused.py -k cuda on CUDA
+            gradients), plus tests/rdrop_torch/test_fused.py -k cuda on CUDA
   chunk     benchmarks/bench_chunk.py: the fused loss's chunk size sweep; the fastest size at
             the largest V is used by the next two steps
   loss      benchmarks/bench_loss.py: loss forward+backward, built-in vs reference vs fused
@@ -171,18 +171,19 @@ class Check:
     # ---- steps ---------------------------------------------------------------------
     def numerics(self):
         env = {"RDROP_TEST_DEVICE": self.device}
-        cmd = [PY, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_device_numerics.py",
+        cmd = [PY, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/rdrop_torch/test_device_numerics.py",
                *self.sizes["numerics"]]
         body = []
         try:
             text = self.run("numerics", cmd, self.sizes["timeouts"]["numerics"], env)
         finally:
             log = (self.raw / "numerics.log").read_text(errors="replace")
-            body.append(f"`RDROP_TEST_DEVICE={self.device} pytest tests/test_device_numerics.py "
+            body.append(f"`RDROP_TEST_DEVICE={self.device} pytest tests/rdrop_torch/test_device_numerics.py "
                         f"{' '.join(self.sizes['numerics'])}`: {pytest_summary(log)}")
             self.text["numerics"] = "\n".join(body)
-        if self.device == "cuda":  # the CUDA test of tests/test_fused.py (skipped on CPU)
-            cmd = [PY, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_fused.py", "-k", "cuda", "-rs"]
+        if self.device == "cuda":  # the CUDA test of tests/rdrop_torch/test_fused.py (skipped on CPU)
+            cmd = [PY, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/rdrop_torch/test_fused.py", "-k", "cuda",
+                   "-rs"]
             try:
                 text = self.run("numerics-test_fused-cuda", cmd, 120)
             except StepFailed:
@@ -191,7 +192,7 @@ class Check:
                 if not nothing_selected:
                     raise
                 # pytest's exit 5: test_fused.py no longer has a test named *cuda*; the summary says so
-            self.text["numerics"] += f"\n\n`pytest tests/test_fused.py -k cuda`: {pytest_summary(text)}"
+            self.text["numerics"] += f"\n\n`pytest tests/rdrop_torch/test_fused.py -k cuda`: {pytest_summary(text)}"
         self.results["numerics"] = pytest_summary(text)
 
     def chunk(self):
@@ -300,7 +301,7 @@ class Check:
         stats = parse_train_log(text)
         stats.update(run=name, criterion=criterion, plugin=plugin,
                      precision=" ".join(p for p in precision if p != "--bf16-without-tpu") or "fp32")
-        replaced = "replacing fairseq.criterions.label_smoothed_cross_entropy_with_rdrop" in text
+        replaced = "label_smoothed_cross_entropy_with_rdrop (replacing fairseq's built-in)" in text
         if plugin != stats["peak"]["plugin_loaded"] or (criterion.endswith("_rdrop") and plugin != replaced):
             raise StepFailed(f"train-{name}: plugin loaded={stats['peak']['plugin_loaded']}, "
                              f"criterion replaced={replaced}, expected {plugin}")

@@ -78,7 +78,7 @@ site, device = sys.argv[1:]
 modules = ["numpy", "torch", "fairseq", "fairseq_cli.preprocess", "fairseq_cli.train", "fairseq_cli.generate",
            "fairseq.data.data_utils_fast", "fairseq.data.token_block_utils_fast", "fairseq.libbleu",
            "hydra", "omegaconf", "bitarray", "sacrebleu", "sentencepiece", "pytest", "matplotlib",
-           "rdrop_fairseq", "recipes.common.data"]
+           "rdrop_torch", "rdrop_fairseq", "recipes.common.data"]
 versions = {}
 for name in modules:
     mod = importlib.import_module(name)

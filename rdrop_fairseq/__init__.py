@@ -1,18 +1,16 @@
 """R-Drop for fairseq, loaded with ``--user-dir``.
 
-Loading the package registers the criteria ``label_smoothed_cross_entropy_with_rdrop``
-(replacing fairseq's built-in of that name, if any) and ``adaptive_loss_with_rdrop``
-(R-Drop that keeps adaptive softmax's savings), allows the pickled globals fairseq checkpoints
-need under torch's ``weights_only`` loading, and repairs fairseq's CPU fallback for
-``--no-repeat-ngram-size`` and, on fairseq 0.12.2 with torch >= 2.0, keeps loaded encoders
-off a broken fast path (``encoder_fastpath.py``): at once when fairseq is already imported (as under ``--user-dir``),
-otherwise when fairseq gets imported, so that the math (``rdrop_fairseq.loss``, ``.fused``,
-``.adaptive_math``) imports with torch alone (``plugin.py`` says why and how; each change logs
-one INFO line and has an environment switch). Nothing is compiled or downloaded here.
+Importing the package imports fairseq and registers the criteria (``criterions/``:
+``label_smoothed_cross_entropy_with_rdrop``, replacing fairseq's built-in of that name if any,
+``adaptive_loss_with_rdrop``, ``sentence_prediction_with_rdrop``), the task
+``sentence_prediction_multilabel`` (``tasks/``) and the optimizer ``childtuning_adam``
+(``optim/``), then applies the repairs of fairseq and torch in ``fixes/``, each with an
+environment switch, and logs one INFO line saying all that (``plugin.py``). The formulas are in
+the package ``rdrop_torch`` (torch only). Nothing is compiled or downloaded here.
 """
-from .plugin import load as register  # noqa: F401  (explicit and idempotent; imports fairseq)
-from .plugin import load_now_or_when_fairseq_loads
+from .plugin import load
 
 __version__ = "0.1.0"
+register = load  # explicit and idempotent: importing the package has already done it
 
-load_now_or_when_fairseq_loads()
+load()

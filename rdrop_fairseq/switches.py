@@ -1,6 +1,6 @@
 """The environment switches that turn off each change the plugin makes to fairseq or torch on load.
 
-Its own module (no imports of ours) so that the patched modules and ``plugin.py``, which applies
+Its own module (no imports of ours) so that the fixes and ``plugin.py``, which applies
 them, can both read the names without importing each other.
 """
 import os

@@ -1,5 +1,5 @@
 """Is training bit-reproducible across ATen CPU kernels? Trains a tiny dropout MLP with the
-R-Drop loss (``rdrop_fairseq.fused``, torch only) for a few Adam steps under each
+R-Drop loss (``rdrop_torch.fused``, torch only) for a few Adam steps under each
 ATEN_CPU_CAPABILITY, twice each, and prints the final loss and a digest of the weights.
 
     python scripts/kernel_rounding.py            # compares avx2, avx512 and default (runs 6 children)
@@ -20,7 +20,7 @@ sys.path.insert(0, REPO)  # this checkout's rdrop_fairseq
 def train(steps=50):
     import torch
 
-    from rdrop_fairseq.fused import fused_rdrop_loss
+    from rdrop_torch.fused import fused_rdrop_loss
 
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(32, 256), torch.nn.ReLU(), torch.nn.Dropout(0.3),

@@ -1,9 +1,9 @@
 """Fixtures and hooks shared by the tests: the data folder, binarized slices of the real corpora, a
-tiny translation task. What tests import (tiny models, the CLI runner, reference formulas) is in
+tiny translation task, ChildTuning's 'pre-trained' model and its D mask. What tests import (tiny models, the CLI runner, reference formulas) is in
 helpers.py."""
 import pytest
 
-from helpers import NO_DATA, data_dir, run_cli, tiny_task
+from helpers import COMMON, CT_TINY, LS, NO_DATA, USER_DIR, childtuning_mask, data_dir, run_cli, tiny_task
 
 
 @pytest.fixture(scope="session")
@@ -51,3 +51,19 @@ def lm_bin(tmp_path_factory, shared_data):
 @pytest.fixture
 def task():
     return tiny_task()
+
+
+@pytest.fixture(scope="session")
+def childtuning_pretrained(translation_bin, tmp_path_factory):
+    """A 'pre-trained' tiny transformer (CT_TINY): 2 plain updates."""
+    save = tmp_path_factory.mktemp("pretrained")
+    run_cli("fairseq-train", translation_bin, "--user-dir", USER_DIR, *CT_TINY, *LS, "--max-tokens", "1500",
+            "--max-update", "2", "--save-dir", save, "--no-epoch-checkpoints", *COMMON)
+    return save / "checkpoint_last.pt"
+
+
+@pytest.fixture(scope="session")
+def childtuning_d_mask(translation_bin, childtuning_pretrained, tmp_path_factory):
+    """The mask command's file and output for the 'pre-trained' model (dropout 0)."""
+    path = tmp_path_factory.mktemp("mask") / "mask.pt"
+    return path, childtuning_mask(translation_bin, childtuning_pretrained, path, "--dropout", "0")

@@ -1,6 +1,6 @@
 """Helpers the tests import: the repo's paths, the data folder, the fairseq CLI runner, a tiny real
-fairseq transformer with its task and batches, one seeded criterion step, and the paper's KL written
-plainly. pytest.ini puts this folder and the repo root on sys.path; the fixtures are in conftest.py."""
+fairseq transformer with its task and batches, one seeded criterion step, the paper's KL written
+plainly, and ChildTuning's tiny setup. pytest.ini puts this folder and the repo root on sys.path; the fixtures are in conftest.py."""
 import os
 import re
 import subprocess
@@ -223,3 +223,39 @@ def bert_hidden_states(folder, input_ids, token_types=None, eps=None):
         x = norm(x + dense(torch.nn.functional.gelu(dense(x, "intermediate.dense")), "output.dense"),
                  p + "output.LayerNorm")
     return x
+
+
+# ---- ChildTuning's tests: a tiny transformer, its criteria, the parsed config, the mask command ----
+CT_TINY = (
+    "--arch transformer --encoder-layers 1 --decoder-layers 1 --encoder-embed-dim 32 "
+    "--decoder-embed-dim 32 --encoder-ffn-embed-dim 64 --decoder-ffn-embed-dim 64 "
+    "--encoder-attention-heads 2 --decoder-attention-heads 2 --share-all-embeddings"
+).split()
+LS = ["--criterion", "label_smoothed_cross_entropy", "--label-smoothing", "0.1"]
+RDROP = ["--criterion", "label_smoothed_cross_entropy_with_rdrop", "--label-smoothing", "0.1", "--rdrop-alpha", "1"]
+
+
+def childtuning_cfg(*extra):
+    """fairseq-train's config for CT_TINY with --optimizer childtuning_adam and ``extra``."""
+    from fairseq import options
+    from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+
+    parser = options.get_training_parser()
+    args = options.parse_args_and_arch(parser, ["unused-data", *CT_TINY, "--optimizer", "childtuning_adam",
+                                                "--lr", "1e-3", "--cpu", *extra])
+    return convert_namespace_to_omegaconf(args)
+
+
+def childtuning_mask(data, ckpt, out, *extra):
+    """``python -m rdrop_fairseq.childtuning_mask`` for CT_TINY (mode D, p 0.3) from ``ckpt`` to ``out``;
+    returns its output."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "rdrop_fairseq.childtuning_mask", str(data), "--user-dir", USER_DIR, *CT_TINY, *LS,
+         "--max-tokens", "1500", "--optimizer", "childtuning_adam", "--childtuning-mode", "D",
+         "--childtuning-reserve-p", "0.3", "--childtuning-mask", str(out), "--restore-file", str(ckpt),
+         *extra, "--cpu", "--seed", "1"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    return proc.stdout

@@ -45,7 +45,7 @@ from recipes.translation.multi30k.run import SMALL_MODEL  # noqa: E402
 # keep the first lines of val / test_2016_flickr (None: all). The model and its optimisation are the
 # multi30k recipe's (pipeline.transformer_flags); pre_epochs / ft_epochs the length of each phase.
 SETTINGS = {
-    # tests/test_childtuning_transfer.py: a 1-layer d=32 model, a few updates per phase.
+    # tests/recipes/test_childtuning_transfer.py: a 1-layer d=32 model, a few updates per phase.
     "tiny": dict(
         pre_lines=(1, 300), ft_lines=(301, 400), valid_lines=60, test_lines=20, spm_vocab=1000,
         layers=1, embed_dim=32, ffn_dim=64, heads=2, dropout=0.3, lr=1e-3, warmup=10, max_tokens=1024,

@@ -51,7 +51,7 @@ DATASETS = {
 }
 # ---- the model and optimisation (shared by every run): model.py ----------------------------------
 SETTINGS = {
-    "tiny": {  # tests/test_recipe_classification.py: a slice of the corpus, a few updates
+    "tiny": {  # tests/recipes/test_recipe_classification.py: a slice of the corpus, a few updates
         ds: dict(TINY, max_lines={"train": 160, "valid": 48}, max_epoch=2, rdrop_alpha=1.0)
         for ds in DATASETS
     },

@@ -45,7 +45,7 @@ SMALL_MODEL = dict(
 # A 3+3-layer d=256 Transformer (FFN 1024, 4 heads, 6.5M parameters with a 4k vocabulary).
 BASE_MODEL = dict(layers=3, embed_dim=256, ffn_dim=1024, heads=4, dropout=0.3, max_update=0, beam=5)
 SETTINGS = {
-    # Used by tests/test_recipe_multi30k.py: a slice of the corpus, a tiny model, a few updates.
+    # Used by tests/recipes/test_recipe_multi30k.py: a slice of the corpus, a tiny model, a few updates.
     "tiny": dict(
         max_lines={"train": 300, "valid": 100, "test": 50}, spm_vocab=1000,
         layers=1, embed_dim=64, ffn_dim=128, heads=2, dropout=0.3, rdrop_alpha=5.0,

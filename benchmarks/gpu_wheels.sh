@@ -31,6 +31,8 @@ PINS=(
   bitarray==3.12.3                 # fairseq.data imports fairseq.data.huffman
   cffi==2.1.1                      # in fairseq-fixed's requirements
   pycparser==3.12                  # cffi's
+  sacremoses==0.2.0                # the Multi30k recipe's detokenised scores (its regex, click, joblib
+                                   # and tqdm are in the image)
 )
 # No numpy < 2, although the plugin pins it elsewhere: ahead of the image's numpy 2 on PYTHONPATH
 # it breaks the image's scipy, which fairseq imports at start (fairseq.tasks imports scikit-learn).

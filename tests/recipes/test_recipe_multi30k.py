@@ -4,6 +4,7 @@ beam search on test -> sacreBLEU -> table and plot; then a rerun that resumes wi
 
 import json
 import math
+import sys
 
 import pytest
 
@@ -131,6 +132,17 @@ def test_full_data_path_on_a_slice(shared_data, tmp_path, monkeypatch, capsys):
     speed = json.loads((work / "results.json").read_text())["time_to_quality"]
     assert [r["metric"] for r in speed] == ["valid_loss", "valid_bleu"]
     assert len((work / "runs" / "seed1" / "rdrop" / "valid.hyp").read_text().splitlines()) == 30
+
+
+def test_tokenised_setting_without_sacremoses_stops_at_startup(tmp_path, monkeypatch):
+    """full29k's table has detokenised scores: without sacremoses it must stop before preparing
+    or training anything, naming the package."""
+    from recipes.translation.multi30k import run
+    monkeypatch.setitem(sys.modules, "sacremoses", None)  # import sacremoses -> ImportError
+    work = tmp_path / "w"
+    with pytest.raises(SystemExit, match="--setting full29k .* pip install sacremoses"):
+        run.main(["--setting", "full29k", "--workdir", str(work)])
+    assert not (work / "raw").exists() and not (work / "stages").exists()
 
 
 def test_score_rejects_mismatched_files(tmp_path):

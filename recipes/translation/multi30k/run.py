@@ -148,6 +148,17 @@ def detok_scores(hyp_file, cased_refs):
                 detok_cased=sacrebleu_score(hyps, cased_refs)[0])
 
 
+def require_detokenizer(setting):
+    """A setting on tokenised text also scores its translations detokenised, with sacremoses: say so
+    before hours of training rather than at the table."""
+    try:
+        import sacremoses  # noqa: F401
+    except ImportError:
+        sys.exit(f"error: --setting {setting} scores its test translations detokenised with sacremoses, "
+                 "which this Python cannot import: pip install sacremoses (or the plugin's recipes extra, "
+                 "pip install -e .[recipes])")
+
+
 def stop_reason(log_path):
     """What ended the training: fairseq's --patience, or the epoch cap."""
     text = Path(log_path).read_text(encoding="utf-8", errors="replace")
@@ -281,6 +292,8 @@ def main(argv=None):
           flush=True)
 
     text = cfg.get("text", "raw")
+    if text == "tok":
+        require_detokenizer(args.setting)
     try:
         data_bin = prepare(workdir, cfg["spm_vocab"], model_type=cfg.get("spm_type", "unigram"),
                            max_lines=cfg["max_lines"], bin_dir=bin_dir, text=text)

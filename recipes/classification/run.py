@@ -63,8 +63,8 @@ SETTINGS = {
         "stsb": dict(SMALL, max_lines=None, max_epoch=5, rdrop_alpha=1.0),
         # GoEmotions, chosen on dev (baseline, seed 1, 3 epochs; dev macro-F1): all 43,410 comments at
         # lr 1e-3 (27.0) over lr 5e-4 (22.8), and over fine-tuning the pre-trained encoder (lr 1e-3:
-        # 24.1, 5e-4: 22.0). The first cut, 8,000 comments at 5e-4 (--train-lines 8000 --lr 5e-4),
-        # reached 2-7: it had not learnt the rare labels.
+        # 24.1, 5e-4: 22.0); 8,000 comments at 5e-4 (--train-lines 8000 --lr 5e-4) reach 2-7: too
+        # few examples of the rare labels.
         "goemotions": dict(SMALL, lr=1e-3, max_lines=None, max_epoch=3, rdrop_alpha=1.0),
     },
 }

@@ -26,7 +26,6 @@ jobs at a time (the masks of all seeds first, then the training runs), one threa
 """
 import argparse
 import json
-import math
 import os
 import re
 import shlex
@@ -38,6 +37,7 @@ REPO = Path(__file__).resolve().parents[2]
 USER_DIR = str(REPO / "rdrop_fairseq")
 sys.path.insert(0, str(REPO))
 from recipes.common.jobs import run_jobs as common_run_jobs  # noqa: E402
+from recipes.common.seeds import mean_std  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -129,12 +129,6 @@ def best_metric(log, metric, maximize):
     if not values:
         raise SystemExit(f"run.py: no '{metric}' in the validation lines of {log}")
     return max(values) if maximize else min(values)
-
-
-def mean_std(xs):
-    m = sum(xs) / len(xs)
-    sd = math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1)) if len(xs) > 1 else float("nan")
-    return m, sd
 
 
 def main(argv=None):

@@ -33,6 +33,7 @@ from recipes.classification.pretrain import default_workdir as pretrain_workdir,
 from recipes.common.data import Stages, atomic_path  # noqa: E402
 from recipes.common.fairseq_flags import KEEP_LAST_BATCH  # noqa: E402
 from recipes.common.jobs import run_jobs  # noqa: E402
+from recipes.common.seeds import describe_gain, mean_std, paired_gain  # noqa: E402
 from recipes.common.plot import plot_runs, read_valid_stats  # noqa: E402
 from recipes.common.settings import apply_overrides, check_same_config  # noqa: E402
 
@@ -281,10 +282,6 @@ def estimate(bin_dir, data_bin, workdir, dataset, cfg, seeds, parallel, n_train,
     return per_run
 
 
-def mean_std(values):
-    return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
-
-
 def summarize(out, dataset, seeds, runs):
     spec = DATASETS[dataset]
     metrics = (spec["metric"], *spec["extra_metrics"])
@@ -316,6 +313,20 @@ def format_table(rows, metrics):
         secs = statistics.mean(s["train_s"] for s in r["seeds"])
         lines.append(f"| {r['run']} | " + " | ".join(cells) + f" | {secs:.0f} |")
     return "\n".join(lines)
+
+
+def paired_gains(rows, metric):
+    """Each run against the baseline on the best epoch's ``metric``, paired by seed: run -> paired_gain."""
+    base = next((r for r in rows if r["run"] == "baseline"), None)
+    if base is None or len(base["seeds"]) < 2:
+        return {}
+    values = lambda row: [s["best"][metric] for s in row["seeds"]]  # noqa: E731
+    return {r["run"]: paired_gain(values(base), values(r)) for r in rows if r["run"] != "baseline"}
+
+
+def format_gains(gains, metric):
+    name = metric.replace("valid_", "")
+    return "\n".join(f"{run} - baseline (best {name}) {describe_gain(g, name)}" for run, g in gains.items())
 
 
 def main(argv=None):
@@ -418,9 +429,13 @@ def main(argv=None):
     plot_path = args.plot or workdir / "valid_curves.png"
     plot_runs(curves, plot_path, title=f"{args.dataset} ({args.setting}, {cfg['max_epoch']} epochs, "
               f"seeds {args.seeds})", metrics=("valid_loss", *metrics))
-    (workdir / "results.json").write_text(json.dumps(dict(rows=rows, cfg=cfg, seeds=args.seeds, runs=runs), indent=1))
+    gains = paired_gains(rows, metrics[0])
+    (workdir / "results.json").write_text(json.dumps(dict(rows=rows, cfg=cfg, seeds=args.seeds, runs=runs,
+                                                          paired_gains=gains), indent=1))
     print(f"\n{table}\n\nmean ± std over seeds {args.seeds}; best = the epoch with the best "
           f"{metrics[0].replace('valid_', '')}, last = epoch {cfg['max_epoch']}\nplot: {plot_path}", flush=True)
+    if gains:
+        print(f"\n{format_gains(gains, metrics[0])}", flush=True)
     return rows
 
 

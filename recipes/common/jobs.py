@@ -34,7 +34,9 @@ class _Running:
 
     def _copy(self, echo):
         cmd = list(self.proc.args)
-        progress = EpochProgress(_flag_value(cmd, "--max-epoch"), _flag_value(cmd, "--patience") or 0)
+        metric = cmd[cmd.index("--best-checkpoint-metric") + 1] if "--best-checkpoint-metric" in cmd[:-1] else "loss"
+        progress = EpochProgress(_flag_value(cmd, "--max-epoch"), _flag_value(cmd, "--patience") or 0,
+                                 metric=metric, maximize="--maximize-best-checkpoint-metric" in cmd)
         with open(self.log, "w", encoding="utf-8", buffering=1) as f:
             f.write(shlex.join(cmd) + "\n")  # the log says what made it
             for line in self.proc.stdout:

@@ -8,7 +8,9 @@ in each run's log file and show a person only
                41m12s, 3.4 min/epoch, <= 11h left (stops after 5 epochs without improvement: 2 so far)
 
 where the time left is an estimate from this process's epochs (an upper bound when --patience
-may end the run sooner).
+may end the run sooner). "best" follows the metric fairseq keeps checkpoint_best.pt by and counts
+--patience with (``--best-checkpoint-metric``, default loss): for another metric the line shows it
+beside the loss, e.g. ``valid 0.985 | valid mcc 31.20 (best 34.90, epoch 3)``.
 """
 import json
 import time
@@ -38,12 +40,13 @@ def format_duration(seconds):
 class EpochProgress:
     """Feed it fairseq's output lines; it returns a progress line after each validation."""
 
-    def __init__(self, max_epoch=None, patience=0, clock=time.monotonic):
+    def __init__(self, max_epoch=None, patience=0, clock=time.monotonic, metric="loss", maximize=False):
         self.max_epoch, self.patience, self.clock = max_epoch, patience, clock
+        self.metric, self.maximize = metric, maximize  # fairseq's --best-checkpoint-metric, --maximize-...
         self.start = clock()
         self.first_epoch = None  # the first epoch this process trained (a resumed run starts later)
         self.valid = None  # the validation line of the epoch whose summary comes next
-        self.best = None  # (valid loss, epoch)
+        self.best = None  # (the metric's best value, epoch)
         self.since_best = 0
 
     def replay(self, lines):
@@ -58,9 +61,10 @@ class EpochProgress:
         validation first, then its ``| train |`` summary: the line comes with the latter."""
         valid = _json_payload(line, "| valid |")
         if valid is not None and "valid_loss" in valid:
-            loss = float(valid["valid_loss"])
-            if self.best is None or loss < self.best[0]:  # as fairseq's --patience counts
-                self.best, self.since_best = (loss, int(valid["epoch"])), 0
+            value = float(valid.get(f"valid_{self.metric}", "nan"))
+            # strictly better, as fairseq's --patience counts
+            if self.best is None or (value > self.best[0] if self.maximize else value < self.best[0]):
+                self.best, self.since_best = (value, int(valid["epoch"])), 0
             else:
                 self.since_best += 1
             self.valid = valid
@@ -79,7 +83,12 @@ class EpochProgress:
         of = f"/{self.max_epoch}" if self.max_epoch else ""
         parts = [f"epoch {epoch}{of}", f"train {train_loss:.3f}"]
         if valid is not None:
-            parts.append(f"valid {float(valid['valid_loss']):.3f} (best {self.best[0]:.3f}, epoch {self.best[1]})")
+            if self.metric == "loss":
+                parts.append(f"valid {float(valid['valid_loss']):.3f} (best {self.best[0]:.3f}, epoch {self.best[1]})")
+            else:
+                parts.append(f"valid {float(valid['valid_loss']):.3f}")
+                parts.append(f"valid {self.metric} {float(valid.get(f'valid_{self.metric}', 'nan')):.2f} "
+                             f"(best {self.best[0]:.2f}, epoch {self.best[1]})")
             if "valid_bleu" in valid:
                 parts.append(f"valid bleu {float(valid['valid_bleu']):.2f}")
         elapsed = self.clock() - self.start

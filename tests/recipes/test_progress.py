@@ -61,6 +61,21 @@ def test_a_resumed_run_keeps_its_best_and_times_only_its_own_epochs():
     assert "1m30s, 1.5 min/epoch, <= 25m30s left" in line
 
 
+def test_best_follows_the_checkpoint_metric_when_it_is_not_the_loss():
+    """A classification run keeps checkpoint_best.pt by, say, mcc (maximised): the line shows that
+    metric's best, and --patience counts with it, not with the loss."""
+    clock = Clock()
+    progress = EpochProgress(max_epoch=5, patience=2, clock=clock, metric="mcc", maximize=True)
+    valid = ('2026-12-04 16:40:09 | INFO | valid | {"epoch": %d, "valid_loss": "%s", "valid_mcc": "%s"}')
+    lines = []
+    for epoch, loss, mcc in [(1, "0.833", "20.1"), (2, "0.783", "30.5"), (3, "0.867", "34.9"), (4, "0.985", "31.2")]:
+        assert progress.feed(valid % (epoch, loss, mcc)) is None
+        lines.append(progress.feed(TRAIN % (epoch, "0.5")))
+    # the loss was lowest at epoch 2, the mcc highest at epoch 3
+    assert "| valid 0.867 | valid mcc 34.90 (best 34.90, epoch 3) |" in lines[2]
+    assert "| valid 0.985 | valid mcc 31.20 (best 34.90, epoch 3) |" in lines[3] and lines[3].endswith("1 so far)")
+
+
 def test_format_duration():
     assert format_duration(59.6) == "1m00s" and format_duration(3600 * 2 + 61) == "2h01m"
 
@@ -77,3 +92,9 @@ def test_job_pool_prints_progress_lines_and_keeps_the_whole_log(tmp_path, capsys
     assert "[job] epoch 1/4 | train 6.500 | valid 5.000 (best 5.000, epoch 1)" in printed
     assert "train_inner" not in printed  # fairseq's raw lines stay in the log
     assert "train_inner" in log.read_text() and "--max-epoch 4" in log.read_text().splitlines()[0]
+    # the pool reads the checkpoint metric from the command line
+    mcc_valid = '2026-12-04 16:40:09 | INFO | valid | {"epoch": 1, "valid_loss": "0.8", "valid_mcc": "33.3"}'
+    script.write_text("print(%r)\nprint(%r)\n" % (mcc_valid, TRAIN % (1, "0.7")))
+    run_jobs([("cls", [sys.executable, script, "--best-checkpoint-metric", "mcc", "--maximize-best-checkpoint-metric"],
+               tmp_path / "cls.log")], parallel=1, echo=True)
+    assert "[cls] epoch 1 | train 0.700 | valid 0.800 | valid mcc 33.30 (best 33.30, epoch 1) |" in capsys.readouterr().out

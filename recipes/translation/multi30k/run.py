@@ -13,7 +13,6 @@ import argparse
 import json
 import math
 import os
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -32,6 +31,7 @@ from recipes.common.fairseq_bin import fairseq_bin_dir  # noqa: E402
 from recipes.common.settings import apply_overrides, check_same_config  # noqa: E402
 from recipes.common.plot import plot_train_valid, read_valid_stats  # noqa: E402
 from recipes.common.progress import EpochProgress  # noqa: E402
+from recipes.common.seeds import describe_gain, mean_std, paired_gain  # noqa: E402
 
 # ---- Hyperparameters -------------------------------------------------------------------------------
 # R-Drop pays where the baseline over-fits (the paper: IWSLT14, dropout 0.3, long training). "main",
@@ -207,10 +207,6 @@ def format_table(rows):
     return "\n".join(lines)
 
 
-def mean_std(values):
-    return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
-
-
 def seeds_summary(per_seed):
     """Mean +- std over seeds per run, and the paired gain; ``per_seed``: seed -> rows."""
     names = [row["run"] for row in next(iter(per_seed.values()))]
@@ -219,18 +215,11 @@ def seeds_summary(per_seed):
         rows = [next(r for r in rows if r["run"] == name) for rows in per_seed.values()]
         bleu, loss = mean_std([r["bleu"] for r in rows]), mean_std([r["best_valid_loss"] for r in rows])
         lines.append(f"| {name} | {len(rows)} | {bleu[0]:.2f} ± {bleu[1]:.2f} | {loss[0]:.3f} ± {loss[1]:.3f} |")
-    gains = [rows[1]["bleu"] - rows[0]["bleu"] for rows in
-             ([next(r for r in rs if r["run"] == n) for n in RUNS] for rs in per_seed.values())]
-    gain, gain_std = mean_std(gains)
-    spread = max(mean_std([next(r for r in rs if r["run"] == n)["bleu"] for rs in per_seed.values()])[1]
-                 for n in RUNS)
-    exceeds = all(g > 0 for g in gains) and gain > spread
+    base, rdrop = ([next(r for r in rs if r["run"] == n)["bleu"] for rs in per_seed.values()] for n in RUNS)
+    gain = paired_gain(base, rdrop)
     lines.append("")
-    lines.append(f"R-Drop - baseline per seed: {', '.join(f'{g:+.2f}' for g in gains)} BLEU; "
-                 f"mean {gain:+.2f} ± {gain_std:.2f}; largest seed std of a run {spread:.2f}: the gain "
-                 f"{'exceeds' if exceeds else 'does NOT exceed'} the seed spread "
-                 f"(rule: every seed's gain > 0 and mean gain > that std)")
-    return "\n".join(lines), gains
+    lines.append(f"R-Drop - baseline {describe_gain(gain, 'BLEU')}")
+    return "\n".join(lines), gain["gains"]
 
 
 def parse_seeds(text, parser):

@@ -15,10 +15,10 @@ from pathlib import Path
 from recipes.common.progress import EpochProgress
 
 
-def _flag_value(cmd, flag):
-    """The integer after ``flag`` in ``cmd``, or None."""
+def _flag_value(cmd, flag, type=int):
+    """The value after ``flag`` in ``cmd`` (an integer unless ``type`` says otherwise), or None."""
     if flag in cmd[:-1]:
-        return int(cmd[cmd.index(flag) + 1])
+        return type(cmd[cmd.index(flag) + 1])
     return None
 
 
@@ -34,9 +34,9 @@ class _Running:
 
     def _copy(self, echo):
         cmd = list(self.proc.args)
-        metric = cmd[cmd.index("--best-checkpoint-metric") + 1] if "--best-checkpoint-metric" in cmd[:-1] else "loss"
         progress = EpochProgress(_flag_value(cmd, "--max-epoch"), _flag_value(cmd, "--patience") or 0,
-                                 metric=metric, maximize="--maximize-best-checkpoint-metric" in cmd)
+                                 metric=_flag_value(cmd, "--best-checkpoint-metric", str) or "loss",
+                                 maximize="--maximize-best-checkpoint-metric" in cmd)
         with open(self.log, "w", encoding="utf-8", buffering=1) as f:
             f.write(shlex.join(cmd) + "\n")  # the log says what made it
             for line in self.proc.stdout:

@@ -61,7 +61,7 @@ class EpochProgress:
         validation first, then its ``| train |`` summary: the line comes with the latter."""
         valid = _json_payload(line, "| valid |")
         if valid is not None and "valid_loss" in valid:
-            value = float(valid.get(f"valid_{self.metric}", "nan"))
+            value = self._metric(valid)
             # strictly better, as fairseq's --patience counts
             if self.best is None or (value > self.best[0] if self.maximize else value < self.best[0]):
                 self.best, self.since_best = (value, int(valid["epoch"])), 0
@@ -79,6 +79,10 @@ class EpochProgress:
         self.valid = None
         return self._line(epoch, float(train["train_loss"]), valid)
 
+    def _metric(self, valid):
+        """The validation line's value of the checkpoint metric (nan where fairseq did not log it)."""
+        return float(valid.get(f"valid_{self.metric}", "nan"))
+
     def _line(self, epoch, train_loss, valid):
         of = f"/{self.max_epoch}" if self.max_epoch else ""
         parts = [f"epoch {epoch}{of}", f"train {train_loss:.3f}"]
@@ -87,7 +91,7 @@ class EpochProgress:
                 parts.append(f"valid {float(valid['valid_loss']):.3f} (best {self.best[0]:.3f}, epoch {self.best[1]})")
             else:
                 parts.append(f"valid {float(valid['valid_loss']):.3f}")
-                parts.append(f"valid {self.metric} {float(valid.get(f'valid_{self.metric}', 'nan')):.2f} "
+                parts.append(f"valid {self.metric} {self._metric(valid):.2f} "
                              f"(best {self.best[0]:.2f}, epoch {self.best[1]})")
             if "valid_bleu" in valid:
                 parts.append(f"valid bleu {float(valid['valid_bleu']):.2f}")

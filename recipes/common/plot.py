@@ -23,19 +23,26 @@ def read_epoch_stats(log_path, key):
     ``train_loss``: fairseq's end-of-epoch train summary), latest line per epoch, in epoch order."""
     by_epoch = {}
     for line in Path(log_path).read_text(encoding="utf-8", errors="replace").splitlines():
-        start = line.find("{")
-        if start < 0 or f'"{key}"' not in line:
-            continue
-        try:
-            raw = json.loads(line[start:])
-        except json.JSONDecodeError:
-            continue
-        stats = {name: float(value) for name, value in raw.items() if _is_number(value)}
-        stats["epoch"] = int(stats["epoch"])
-        by_epoch[stats["epoch"]] = stats
+        stats = parse_stats_line(line, key)
+        if stats is not None:
+            by_epoch[stats["epoch"]] = stats
     if not by_epoch:
         raise ValueError(f"no {key} lines (json log format) found in {log_path}")
     return [by_epoch[epoch] for epoch in sorted(by_epoch)]
+
+
+def parse_stats_line(line, key):
+    """The numeric stats of one json log line holding ``key`` (``epoch`` an int), else None."""
+    start = line.find("{")
+    if start < 0 or f'"{key}"' not in line:
+        return None
+    try:
+        raw = json.loads(line[start:])
+    except json.JSONDecodeError:
+        return None
+    stats = {name: float(value) for name, value in raw.items() if _is_number(value)}
+    stats["epoch"] = int(stats["epoch"])
+    return stats
 
 
 def _is_number(value):

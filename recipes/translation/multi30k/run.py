@@ -14,7 +14,6 @@ import json
 import math
 import os
 import sys
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[3]
@@ -24,7 +23,8 @@ from recipes.translation.multi30k.pipeline import (  # noqa: E402
     RUNS, best_epoch_stats, generate, run_in_threads, stream, train_command, write_average,
 )
 from recipes.translation.multi30k.prepare import SPLITS, prepare, read_corpus  # noqa: E402
-from recipes.translation.multi30k.time_to_quality import format_rows as format_speed, time_to_quality  # noqa: E402
+from recipes.translation.multi30k.time_to_quality import (  # noqa: E402
+    format_rows as format_speed, time_to_quality, training_seconds)
 from recipes.common.bleu import detokenize, sacrebleu_score  # noqa: E402
 from recipes.common.data import DataError, Stages  # noqa: E402
 from recipes.common.fairseq_bin import fairseq_bin_dir  # noqa: E402
@@ -111,14 +111,10 @@ def train_and_translate(bin_dir, data_bin, run_dir, cfg, run, seed, stages, n_te
         run_dir.mkdir(parents=True, exist_ok=True)
         cmd = train_command(bin_dir, data_bin, run_dir, cfg, run, seed, device)
         print(f"[stage] train-{tag}: fairseq-train, its whole log in {run_dir / 'train.log'}", flush=True)
-        start = time.time()
         progress = EpochProgress(cfg["max_epoch"], cfg.get("patience", 0))
         code = stream(cmd, run_dir / "train.log", f"{run} s{seed}", threads, progress)
         if code != 0:
             raise SystemExit(f"fairseq-train for {tag} failed (exit {code}); see {run_dir / 'train.log'}")
-        # Added to what an interrupted earlier attempt spent, so a resumed run reports its total.
-        spent = float((run_dir / "train_seconds.txt").read_text()) if (run_dir / "train_seconds.txt").exists() else 0
-        (run_dir / "train_seconds.txt").write_text(f"{spent + time.time() - start:.1f}\n")
         stages.marker(f"train-{tag}").write_text("done\n")
         print(f"[stage] train-{tag}: done", flush=True)
     stages.run(f"generate-{tag}", generate, bin_dir, data_bin, run_dir / "checkpoint_best.pt",
@@ -176,7 +172,7 @@ def seed_rows(seed_dir, refs, tokenize, average, valid_refs=None, cased_refs=Non
         best = best_epoch_stats(stats)  # the epoch of checkpoint_best.pt, which translated test
         common = dict(best_valid_loss=best["valid_loss"], nll=best["valid_nll_loss"], ppl=best["valid_ppl"],
                       best_epoch=best["epoch"], epochs=stats[-1]["epoch"], stopped_by=stop_reason(run_dir / "train.log"),
-                      train_s=float((run_dir / "train_seconds.txt").read_text()))
+                      train_s=training_seconds(run_dir / "train.log"))
         if valid_refs is not None:
             common["valid_bleu"] = score(run_dir / "valid.hyp", valid_refs, tokenize)[0]
         for name, hyp_file in [(run, run_dir / "test.hyp")] + (

@@ -6,25 +6,52 @@ For validation loss (and greedy validation BLEU, where the runs logged it with -
 baseline's best value and the wall time at which its epoch ended; the first epoch at which R-Drop
 is at least as good and its wall time; and the ratio of the two times (below 1: R-Drop gets there
 sooner). Wall time is fairseq's own ``wall`` meter at the end of each epoch's training (it counts
-the earlier epochs' validations too and carries on across a resume); the two runs must have
-trained on the same hardware, one at a time, for the ratio to mean anything.
+the earlier epochs' validations too), summed over the processes of a run that was stopped and
+resumed; the two runs must have trained on the same hardware, one at a time, for the ratio to mean
+anything.
 """
 import argparse
+import re
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
-from recipes.common.plot import read_epoch_stats, read_valid_stats  # noqa: E402
+from recipes.common.plot import parse_stats_line, read_valid_stats  # noqa: E402
 
 # metric -> True where larger is better
 METRICS = {"valid_loss": False, "valid_bleu": True}
+# fairseq's trainer logs one of these as each fairseq-train process starts
+RESUMED = re.compile(r"fairseq\.trainer \| Loaded checkpoint .* \(epoch (\d+) @")
+FRESH = "fairseq.trainer | No existing checkpoint found"
 
 
 def epoch_wall_times(log):
-    """{epoch: seconds of wall time when that epoch's training ended}."""
-    # fairseq prefixes the epoch summary's keys with "train_": its wall meter becomes "train_wall"
-    # (and the time in train steps alone "train_train_wall")
-    return {s["epoch"]: s["train_wall"] for s in read_epoch_stats(log, "train_loss")}
+    """{epoch: seconds of training wall time when that epoch's training ended}, over all the
+    processes a resumed run's log holds.
+
+    fairseq's wall meter starts from 0 in every process (a resume does not restore it), so a
+    resumed process's times are offset by the time at which the epoch before the one it resumes
+    ended; the unfinished part of an epoch a stopped process was in is not counted (the resumed
+    process trains that epoch again).
+    """
+    times, offset = {}, 0.0
+    for line in Path(log).read_text(encoding="utf-8", errors="replace").splitlines():
+        resumed = RESUMED.search(line)
+        if resumed or FRESH in line:
+            offset = times.get(int(resumed.group(1)) - 1, 0.0) if resumed else 0.0
+            continue
+        # fairseq prefixes the epoch summary's keys with "train_": its wall meter becomes
+        # "train_wall" (and the time in train steps alone "train_train_wall")
+        stats = parse_stats_line(line, "train_loss")
+        if stats is not None:
+            times[stats["epoch"]] = offset + stats["train_wall"]
+    return times
+
+
+def training_seconds(log):
+    """The run's training wall time: when its last epoch's training ended (validations included)."""
+    times = epoch_wall_times(log)
+    return times[max(times)]
 
 
 def first_epoch_reaching(stats, metric, target, larger_is_better):

@@ -101,6 +101,19 @@ def test_tiny_pipeline_trains_both_runs_generates_and_scores(shared_data, tmp_pa
     with pytest.raises(SystemExit):  # neither references nor an output folder: refused
         score.main(["--workdir", str(work), "--src", str(src)])
 
+    # One run's model alone (the other still training): its score equals the one of both runs;
+    # a run whose training has not finished is refused, naming it and --runs.
+    alone = score.main(["--workdir", str(work), "--src", str(src), "--ref", str(ref), "--seed", "2",
+                        "--runs", "baseline"])
+    assert alone == {"baseline": results["baseline"]} and "| baseline BLEU |" in capsys.readouterr().out
+    marker = work / "stages" / "train-rdrop-seed2.done"
+    marker.rename(marker.with_suffix(".moved"))
+    with pytest.raises(SystemExit, match="rdrop of seed 2 .* has not finished training.*--runs"):
+        score.main(["--workdir", str(work), "--src", str(src), "--ref", str(ref), "--seed", "2"])
+    with pytest.raises(SystemExit):
+        score.main(["--workdir", str(work), "--src", str(src), "--ref", str(ref), "--runs", "rdorp"])
+    assert "--runs rdorp: choose among baseline, rdrop" in capsys.readouterr().err
+
 
 def test_full_data_path_on_a_slice(shared_data, tmp_path, monkeypatch, capsys):
     """full29k's path on 300 pairs: tokenised lowercased text, BPE, runs one at a time ended by

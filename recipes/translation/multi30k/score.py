@@ -12,6 +12,8 @@ the recipe's beam, and the hypotheses are scored against the references exactly 
 to check that a gain on test_2016 generalises, e.g. on Multi30k's test_2017/test_2018 or MSCOCO sets.
 ``--out DIR`` also writes each run's translations to ``DIR/<run>/<name>.hyp``, as the recipe writes
 test.hyp (detokenised; on a tokenised-text work folder, tokenised lowercased), in the source's order.
+``--runs baseline`` uses one run's model alone, e.g. while the other one still trains; a run whose
+training has not finished is refused (its checkpoint_best.pt is not yet the selected one).
 """
 
 import argparse
@@ -72,17 +74,23 @@ def main(argv=None):
     parser.add_argument("--out", type=Path, help="also write each run's translations to OUT/<run>/<name>.hyp")
     parser.add_argument("--seed", type=int, default=1, help="which seed's models (default: %(default)s)")
     parser.add_argument("--name", help="name of the test set (default: the source file's stem)")
+    parser.add_argument("--runs", default=",".join(RUNS),
+                        help="comma-separated runs whose models translate (default: %(default)s)")
     args = parser.parse_args(argv)
     if args.ref is None and args.out is None:
         parser.error("without --ref there is nothing to score: give --out DIR for the translations")
+    runs = [run for run in args.runs.split(",") if run]
+    if not runs or any(run not in RUNS for run in runs):
+        parser.error(f"--runs {args.runs}: choose among {', '.join(RUNS)}")
 
     workdir = args.workdir.resolve()
     cfg = json.loads((workdir / "config.json").read_text())
     seed_dir = workdir / "runs" / f"seed{args.seed}"
-    for run in RUNS:
-        if not (seed_dir / run / "checkpoint_best.pt").is_file():
-            raise SystemExit(f"{seed_dir / run / 'checkpoint_best.pt'} not found: run run.py with this "
-                             f"--workdir and --seeds {args.seed} first")
+    for run in runs:
+        if not (workdir / "stages" / f"train-{run}-seed{args.seed}.done").is_file():
+            raise SystemExit(f"{run} of seed {args.seed} in {workdir} has not finished training (no "
+                             f"{seed_dir / run / 'checkpoint_best.pt'} selected yet): run run.py with this "
+                             f"--workdir and --seeds {args.seed} first, or leave it out with --runs")
     src_lines, ref_lines = read_pairs(args.src, args.ref)
     name = args.name or args.src.stem
     out = workdir / "extra_tests" / name
@@ -90,7 +98,7 @@ def main(argv=None):
     data_bin = binarize(workdir, out, src_lines, ref_lines, bin_dir)
     tokenize = "none" if cfg.get("text") == "tok" else "13a"
     results = {}
-    for run in RUNS:
+    for run in runs:
         hyp = out / f"{run}.seed{args.seed}.hyp"
         generate(bin_dir, data_bin, seed_dir / run / "checkpoint_best.pt", hyp, cfg["beam"], len(src_lines))
         if args.out is not None:
@@ -99,7 +107,11 @@ def main(argv=None):
         if ref_lines is not None:
             results[run], signature = score(hyp, ref_lines, tokenize)
     if ref_lines is None:
-        print(f"translations of {name} ({len(src_lines)} lines): " + ", ".join(str(args.out / r) for r in RUNS))
+        print(f"translations of {name} ({len(src_lines)} lines): " + ", ".join(str(args.out / r) for r in runs))
+        return results
+    if len(runs) == 1:
+        print(f"\n| test set | sentences | {runs[0]} BLEU |\n|---|---|---|\n| {name} | {len(src_lines)} "
+              f"| {results[runs[0]]:.2f} |\n\nsacreBLEU signature: {signature}")
         return results
     print(f"\n| test set | sentences | baseline BLEU | R-Drop BLEU | R-Drop - baseline |\n|---|---|---|---|---|\n"
           f"| {name} | {len(src_lines)} | {results['baseline']:.2f} | {results['rdrop']:.2f} "

@@ -26,6 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 from recipes.translation.multi30k.pipeline import RUNS, generate  # noqa: E402
 from recipes.translation.multi30k.run import score  # noqa: E402
+from recipes.common.data import Stages  # noqa: E402
 from recipes.common.fairseq_bin import fairseq_bin_dir  # noqa: E402
 
 
@@ -86,8 +87,9 @@ def main(argv=None):
     workdir = args.workdir.resolve()
     cfg = json.loads((workdir / "config.json").read_text())
     seed_dir = workdir / "runs" / f"seed{args.seed}"
+    stages = Stages(workdir / "stages")  # run.py's markers: a run's training is done when it has one
     for run in runs:
-        if not (workdir / "stages" / f"train-{run}-seed{args.seed}.done").is_file():
+        if not stages.is_done(f"train-{run}-seed{args.seed}"):
             raise SystemExit(f"{run} of seed {args.seed} in {workdir} has not finished training (no "
                              f"{seed_dir / run / 'checkpoint_best.pt'} selected yet): run run.py with this "
                              f"--workdir and --seeds {args.seed} first, or leave it out with --runs")

@@ -53,6 +53,10 @@ def _is_number(value):
     return True
 
 
+# one per seed: five seeds (the sentence-level tables) get five distinguishable lines
+SEED_LINESTYLES = ("-", "--", ":", "-.", (0, (5, 1, 1, 1, 1, 1)), (0, (8, 2)))
+
+
 def plot_runs(curves, out_png, title="", metrics=("valid_loss", "valid_bleu")):
     """One panel per metric present in the stats, one line per run (``curves``: name -> stats list)."""
     import matplotlib
@@ -68,7 +72,7 @@ def plot_runs(curves, out_png, title="", metrics=("valid_loss", "valid_bleu")):
     drawn, style = Counter(), {}  # lines drawn so far per run: the seed's line style
     for name in curves:
         group = name.split(" (")[0]
-        style[name] = dict(color=f"C{groups.index(group) % 10}", linestyle=("-", "--", ":", "-.")[drawn[group] % 4])
+        style[name] = dict(color=f"C{groups.index(group) % 10}", linestyle=SEED_LINESTYLES[drawn[group] % len(SEED_LINESTYLES)])
         drawn[group] += 1
     fig, axes = plt.subplots(1, len(present), figsize=(5 * len(present) + 2.5, 3.6), squeeze=False)
     for ax, metric in zip(axes[0], present):

@@ -125,8 +125,14 @@ def test_full_data_path_on_a_slice(shared_data, tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(run.SETTINGS, "full29k-tiny", dict(
         run.SETTINGS["full29k-tiny"], max_epoch=30, patience=1, max_tokens=8000, lr=1e-12))
     work = tmp_path / "w"
+    # --runs rdrop trains R-Drop alone and stops before the report, which needs both runs
+    assert run.main(["--setting", "full29k-tiny", "--workdir", str(work), "--runs", "rdrop"]) is None
+    assert "trained rdrop only" in capsys.readouterr().out
+    assert (work / "stages" / "train-rdrop-seed1.done").exists() and not (work / "runs" / "seed1" / "baseline").exists()
+    # the next call trains the baseline only and reports on both
     per_seed = run.main(["--setting", "full29k-tiny", "--workdir", str(work)])
     printed = capsys.readouterr().out
+    assert "[stage] train-rdrop-seed1: already done" in printed
 
     assert [r["run"] for r in per_seed[1]] == ["baseline", "baseline (avg last 2)", "rdrop", "rdrop (avg last 2)"]
     for row in per_seed[1]:
@@ -136,8 +142,8 @@ def test_full_data_path_on_a_slice(shared_data, tmp_path, monkeypatch, capsys):
     for log in (base_log, rdrop_log):
         text = log.read_text()
         assert "--eval-tokenized-bleu" in text.splitlines()[0] and '"valid_bleu"' in text
-    # one run at a time: R-Drop started after the baseline's last line
-    assert base_log.read_text().splitlines()[-1][:19] <= rdrop_log.read_text().splitlines()[1][:19]
+    # one run at a time: the baseline started after R-Drop's last line
+    assert rdrop_log.read_text().splitlines()[-1][:19] <= base_log.read_text().splitlines()[1][:19]
     assert "| test BLEU detok. lc | detok. cased | valid BLEU |" in printed and "(patience)" in printed
     assert "tok:none" in printed and "time to quality (seed 1):" in printed
     # the console shows one progress line per epoch, not fairseq's log
@@ -155,6 +161,8 @@ def test_tokenised_setting_without_sacremoses_stops_at_startup(tmp_path, monkeyp
     work = tmp_path / "w"
     with pytest.raises(SystemExit, match="--setting full29k .* pip install sacremoses"):
         run.main(["--setting", "full29k", "--workdir", str(work)])
+    with pytest.raises(SystemExit):  # a run name that does not exist, refused before any stage
+        run.main(["--setting", "full29k", "--workdir", str(work), "--runs", "rdorp"])
     assert not (work / "raw").exists() and not (work / "stages").exists()
 
 

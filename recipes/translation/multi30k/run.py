@@ -250,10 +250,17 @@ def main(argv=None):
                         help="CPU threads per fairseq process (default: all cores for one run at a time, 1 for "
                              "runs side by side); 1 on a core of its own (taskset -c) keeps a long run's speed "
                              "steady beside other work")
+    parser.add_argument("--runs", default=",".join(RUNS),
+                        help="comma-separated runs to train and translate in this call, in that order "
+                             "(default: %(default)s); the report needs both, so a call with one run "
+                             "stops after it and a later call with both finishes")
     parser.add_argument("--keep-all-epochs", action="store_true",
                         help="keep every epoch's checkpoint (to study the epoch count on validation)")
     args = parser.parse_args(argv)
     seeds = parse_seeds(args.seeds, parser)
+    runs = [run.strip() for run in args.runs.split(",") if run.strip()]
+    if not runs or len(set(runs)) != len(runs) or not set(runs) <= set(RUNS):
+        parser.error(f"--runs takes distinct names from {','.join(RUNS)}; got {args.runs!r}")
     if args.threads is not None and args.threads < 1:
         parser.error(f"--threads must be >= 1, got {args.threads}")
     cfg = apply_overrides(SETTINGS[args.setting], args, parser)
@@ -303,14 +310,19 @@ def main(argv=None):
         jobs = [
             (lambda run=run: train_and_translate(bin_dir, data_bin, seed_dir / run, cfg, run, seed, stages,
                                                  len(refs), average, args.device, threads, n_valid))
-            for run in RUNS
+            for run in runs
         ]
         for group in ([[job] for job in jobs] if sequential else [jobs]):
             run_in_threads(group)
+        if len(runs) < len(RUNS):
+            continue
         per_seed[seed], signature = seed_rows(seed_dir, refs, tokenize, average, valid_refs if n_valid else None,
                                               cased_refs)
         print(f"\n[seed {seed}]\n{format_table(per_seed[seed])}", flush=True)
 
+    if len(runs) < len(RUNS):
+        print(f"[multi30k] trained {','.join(runs)} only; run again without --runs for the report", flush=True)
+        return None
     first = workdir / "runs" / f"seed{seeds[0]}"
     plot_path = args.plot or workdir / "loss_curves.png"
     plot_train_valid({run: first / run / "train.log" for run in RUNS}, plot_path,

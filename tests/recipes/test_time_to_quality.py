@@ -66,3 +66,31 @@ def test_time_to_quality_over_a_resumed_run(tmp_path):
     assert (row["metric"], row["baseline_best"], row["baseline_epoch"], row["rdrop_epoch"]) == ("valid_loss", 4.0, 2, 3)
     assert (row["baseline_seconds"], row["rdrop_seconds"]) == (200.0, 550.0)
     assert row["ratio"] == pytest.approx(550 / 200)
+
+
+def test_kept_summaries_give_the_same_time_to_quality(tmp_path):
+    """keep_log.py's summaries drop fairseq's per-update lines and warnings but keep everything the
+    time to quality, the plot and the stop reason read."""
+    from recipes.translation.multi30k.keep_log import keep_logs
+    from recipes.translation.multi30k.run import stop_reason
+    work, out = tmp_path / "w", tmp_path / "kept"
+    logs = {}
+    for run, cost in (("baseline", 100), ("rdrop", 180)):
+        (work / "runs" / "seed1" / run).mkdir(parents=True)
+        lines = [f"fairseq-train /w/data-bin --seed 1 --save-dir /w/runs/seed1/{run}", fresh(run), inner(1, 50),
+                 "  key_padding_mask = _canonical_mask(", train_end(1, cost), valid(1, 5.0),
+                 inner(2, cost + 50), resumed(run, 2, 40), inner(2, 30), train_end(2, cost), valid(2, 4.0 - cost / 1000),
+                 "2026-12-05 07:00:00 | INFO | fairseq_cli.train | early stop since valid performance hasn't "
+                 "improved for last 5 runs"]
+        logs[run] = write(work / "runs" / "seed1" / run / "train.log", lines)
+    written = keep_logs(work, out)
+    assert written == [out / "runs" / "seed1" / run / "train.log" for run in ("baseline", "rdrop")]
+    for (run, cost), kept in zip((("baseline", 100), ("rdrop", 180)), written):
+        text = kept.read_text()
+        assert text.startswith(f"fairseq-train /w/data-bin --seed 1 --save-dir /w/runs/seed1/{run}\n")
+        assert "train_inner" not in text and "_canonical_mask" not in text
+        assert len(text.splitlines()) == 8  # command, 2 process starts, 2 x (train, valid), early stop
+        # epoch 2 resumed: its wall meter restarts, carried on from epoch 1's end
+        assert epoch_wall_times(kept) == epoch_wall_times(logs[run]) == {1: cost, 2: 2 * cost}
+        assert stop_reason(kept) == "patience"
+    assert time_to_quality(*written) == time_to_quality(logs["baseline"], logs["rdrop"])

@@ -15,10 +15,10 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
-from recipes.translation.multi30k.time_to_quality import FRESH, RESUMED  # noqa: E402
+from recipes.translation.multi30k.time_to_quality import EARLY_STOP, FRESH, RESUMED  # noqa: E402
 
 # fairseq's end-of-epoch summaries (json log format) and its --patience stop
-KEPT = ("| train | {", "| valid | {", "early stop since valid performance hasn't improved")
+KEPT = ("| train | {", "| valid | {", EARLY_STOP)
 
 
 def summary_lines(log_text):

@@ -24,7 +24,7 @@ from recipes.translation.multi30k.pipeline import (  # noqa: E402
 )
 from recipes.translation.multi30k.prepare import SPLITS, prepare, read_corpus  # noqa: E402
 from recipes.translation.multi30k.time_to_quality import (  # noqa: E402
-    format_rows as format_speed, time_to_quality, training_seconds)
+    EARLY_STOP, format_rows as format_speed, time_to_quality, training_seconds)
 from recipes.common.bleu import detokenize, sacrebleu_score  # noqa: E402
 from recipes.common.data import DataError, Stages  # noqa: E402
 from recipes.common.fairseq_bin import fairseq_bin_dir  # noqa: E402
@@ -158,7 +158,7 @@ def require_detokenizer(setting):
 def stop_reason(log_path):
     """What ended the training: fairseq's --patience, or the epoch cap."""
     text = Path(log_path).read_text(encoding="utf-8", errors="replace")
-    return "patience" if "early stop since valid performance hasn't improved" in text else "max epoch"
+    return "patience" if EARLY_STOP in text else "max epoch"
 
 
 def seed_rows(seed_dir, refs, tokenize, average, valid_refs=None, cased_refs=None):
@@ -261,6 +261,7 @@ def main(argv=None):
     runs = [run.strip() for run in args.runs.split(",") if run.strip()]
     if not runs or len(set(runs)) != len(runs) or not set(runs) <= set(RUNS):
         parser.error(f"--runs takes distinct names from {','.join(RUNS)}; got {args.runs!r}")
+    report = len(runs) == len(RUNS)  # the tables and plot compare both runs
     if args.threads is not None and args.threads < 1:
         parser.error(f"--threads must be >= 1, got {args.threads}")
     cfg = apply_overrides(SETTINGS[args.setting], args, parser)
@@ -314,13 +315,13 @@ def main(argv=None):
         ]
         for group in ([[job] for job in jobs] if sequential else [jobs]):
             run_in_threads(group)
-        if len(runs) < len(RUNS):
+        if not report:
             continue
         per_seed[seed], signature = seed_rows(seed_dir, refs, tokenize, average, valid_refs if n_valid else None,
                                               cased_refs)
         print(f"\n[seed {seed}]\n{format_table(per_seed[seed])}", flush=True)
 
-    if len(runs) < len(RUNS):
+    if not report:
         print(f"[multi30k] trained {','.join(runs)} only; run again without --runs for the report", flush=True)
         return None
     first = workdir / "runs" / f"seed{seeds[0]}"

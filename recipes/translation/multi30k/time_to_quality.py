@@ -23,6 +23,8 @@ METRICS = {"valid_loss": False, "valid_bleu": True}
 # fairseq's trainer logs one of these as each fairseq-train process starts
 RESUMED = re.compile(r"fairseq\.trainer \| Loaded checkpoint .* \(epoch (\d+) @")
 FRESH = "fairseq.trainer | No existing checkpoint found"
+# and this when --patience ends the training
+EARLY_STOP = "early stop since valid performance hasn't improved"
 
 
 def epoch_wall_times(log):
